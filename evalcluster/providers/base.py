@@ -1,0 +1,100 @@
+"""The provider-neutral contract every adapter implements.
+
+An adapter turns a `CompletionRequest` into one HTTP call in its wire format and returns a
+`Completion`, or raises one of the `ProviderError` subclasses of `evalcluster.errors`. Adapters
+know nothing of rate limits, retries, breakers or budgets: those wrap them (see `actors/`).
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """One chat completion to make. `params` are the target's generation parameters."""
+
+    model: str
+    messages: tuple[Message, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def system(self) -> str | None:
+        parts = [m.content for m in self.messages if m.role == "system"]
+        return "\n\n".join(parts) if parts else None
+
+    @property
+    def chat(self) -> tuple[Message, ...]:
+        return tuple(m for m in self.messages if m.role != "system")
+
+
+class FinishReason(enum.StrEnum):
+    STOP = "stop"
+    LENGTH = "length"  # OpenAI "length", Anthropic "max_tokens", Gemini "MAX_TOKENS"
+    CONTENT_FILTER = "content_filter"  # OpenAI "content_filter", Gemini "SAFETY" and kin
+    REFUSAL = "refusal"  # Anthropic "refusal"
+    BLOCKED = "blocked"  # Gemini: the prompt was blocked, no candidates
+    TOOL_CALLS = "tool_calls"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # already included in output_tokens
+    estimated: bool = False  # True when the provider reported no usage and we counted
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSnapshot:
+    """The provider's own view of its limits, parsed from response headers. None = not sent."""
+
+    limit_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None  # seconds from the response until the window resets
+    reset_tokens_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    latency_ms: float
+    model: str | None = None  # the model name the provider reports having used
+    raw_finish_reason: str | None = None
+    provider_cost_usd: float | None = None  # OpenRouter's usage.cost, when present
+    rate_limits: RateLimitSnapshot | None = None
+
+
+class ProviderAdapter(ABC):
+    """One wire format. Instances are cheap; the transport owns the connection pool."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Make one call. Raises `evalcluster.errors.ProviderError` subclasses on failure."""
+
+    async def aclose(self) -> None:
+        """Release what the adapter owns (its transport), if anything."""

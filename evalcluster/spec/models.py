@@ -1,0 +1,228 @@
+"""Pydantic models of the suite file (see DESIGN.md, "Suite file").
+
+Every model forbids unknown keys so a typo is reported with its path instead of being ignored.
+Secrets are never values here: a provider names the environment variable or file that holds
+its key, and the key is read only where the request is made.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ProviderKind = Literal["openai", "anthropic", "gemini", "openrouter", "local", "custom", "simulated"]
+WireFormat = Literal["openai", "anthropic", "gemini"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"invalid {what} {value!r}: use letters, digits, '.', '_' or '-' (at most 128)"
+        )
+    return value
+
+
+class BreakerConfig(StrictModel):
+    """Circuit breaker thresholds for one provider endpoint."""
+
+    failure_threshold: int = Field(5, ge=1, description="Consecutive provider-side failures that open it.")
+    reset_timeout_s: float = Field(30.0, gt=0, description="Seconds open before half-open probes.")
+    half_open_probes: int = Field(1, ge=1, description="Requests let through while half-open.")
+
+
+class RetryConfig(StrictModel):
+    """Retries of transient failures, with exponential backoff and full jitter."""
+
+    max_attempts: int = Field(6, ge=1, description="Attempts per request, the first included.")
+    max_total_s: float = Field(300.0, gt=0, description="Give up once this long has passed.")
+    base_delay_s: float = Field(0.5, ge=0, description="First backoff ceiling; doubles each time.")
+    max_delay_s: float = Field(30.0, ge=0, description="Largest backoff ceiling.")
+    max_retry_after_s: float = Field(
+        120.0, ge=0, description="A provider delay longer than this fails the attempt instead."
+    )
+
+
+class Pricing(StrictModel):
+    """US dollars per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cache_read_per_mtok: float | None = Field(None, ge=0)
+    cache_write_per_mtok: float | None = Field(None, ge=0)
+
+
+class CustomHttpConfig(StrictModel):
+    """A custom HTTP API: the request template and where the answer is in the response."""
+
+    url: str
+    method: Literal["POST", "PUT", "GET"] = "POST"
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Header values may use {api_key}; it is substituted at request time only.",
+    )
+    body_template: Any = Field(
+        default_factory=dict,
+        description="JSON body; strings '{prompt}', '{system}', '{model}', '{messages}', "
+        "'{max_tokens}' and '{temperature}' are replaced by the request's values.",
+    )
+    text_path: str = Field(description="Dotted path to the answer text, e.g. 'choices.0.text'.")
+    input_tokens_path: str | None = None
+    output_tokens_path: str | None = None
+    finish_reason_path: str | None = None
+
+
+class SimulatorOptions(StrictModel):
+    """Behaviour of the local simulator started for a provider of kind `simulated`."""
+
+    format: WireFormat = "openai"
+    latency_ms: float = Field(0.0, ge=0)
+    jitter_ms: float = Field(0.0, ge=0)
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    error_rate: float = Field(0.0, ge=0, le=1)
+    accuracy: float = Field(1.0, ge=0, le=1)
+    seed: int = 0
+
+
+class ProviderConfig(StrictModel):
+    """One provider endpoint. One Ray actor per endpoint owns its limits for the cluster."""
+
+    kind: ProviderKind
+    base_url: str | None = Field(
+        None, description="What the provider's official SDK means by base_url; default per kind."
+    )
+    api_key_env: str | None = Field(None, description="Environment variable holding the key.")
+    api_key_file: str | None = Field(None, description="File whose content is the key.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute for the whole cluster.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute for the whole cluster.")
+    burst_s: float = Field(1.0, gt=0, description="Seconds' worth of rate that may go at once.")
+    max_concurrency: int = Field(64, ge=1, le=10_000)
+    timeout_s: float = Field(60.0, gt=0)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    fallback: list[str] = Field(default_factory=list)
+    pricing: Pricing | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    anthropic_version: str = "2023-06-01"
+    http_referer: str | None = Field(None, description="OpenRouter: optional HTTP-Referer.")
+    app_title: str | None = Field(None, description="OpenRouter: optional X-Title.")
+    provider_routing: dict[str, Any] | None = Field(
+        None, description="OpenRouter: the request's `provider` preferences object."
+    )
+    custom: CustomHttpConfig | None = None
+    allow_private_network: bool = Field(
+        False, description="Allow link-local and cloud metadata addresses (custom, local)."
+    )
+    simulator: SimulatorOptions = Field(default_factory=SimulatorOptions)
+
+    @model_validator(mode="after")
+    def _check_kind_fields(self) -> ProviderConfig:
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("set api_key_env or api_key_file, not both")
+        if self.kind == "custom" and self.custom is None:
+            raise ValueError("kind 'custom' needs a 'custom' block (url, body_template, text_path)")
+        if self.kind in ("local",) and not self.base_url:
+            raise ValueError(f"kind {self.kind!r} needs base_url")
+        return self
+
+
+class GenerationParams(BaseModel):
+    """Generation parameters; unknown keys pass through to the provider's request body."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    stop: list[str] | None = None
+    seed: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class TargetSpec(StrictModel):
+    """A model to evaluate: a provider endpoint and a model name there."""
+
+    name: str
+    provider: str
+    model: str
+    params: GenerationParams = Field(default_factory=GenerationParams)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "target name")
+
+
+class DatasetSource(StrictModel):
+    """Where the samples are and which columns mean what."""
+
+    path: str
+    format: Literal["jsonl", "csv", "parquet"] | None = Field(
+        None, description="Taken from the file extension when not given."
+    )
+    id: str | None = Field(None, description="Column with a unique sample id; row number if unset.")
+    input: str = Field("input", description="Column with the model's input.")
+    target: str | None = Field("target", description="Column with the reference answer.")
+    metadata: list[str] = Field(default_factory=list, description="Columns kept with each result.")
+
+
+class ScorerSpec(BaseModel):
+    """A scorer: `type` selects it, the other keys are its options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+    name: str | None = Field(None, description="Column suffix; defaults to the type.")
+
+    @property
+    def column_name(self) -> str:
+        return self.name or self.type
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SuiteSpec(StrictModel):
+    """A whole evaluation suite as written in YAML."""
+
+    name: str
+    description: str | None = None
+    dataset: DatasetSource
+    prompt: str
+    system: str | None = None
+    scorers: list[ScorerSpec] = Field(min_length=1)
+    epochs: int = Field(1, ge=1, le=1000)
+    seed: int = 0
+    shard_size: int = Field(256, ge=1, le=1_000_000)
+    budget_usd: float | None = Field(None, gt=0)
+    group_by: list[str] = Field(default_factory=list)
+    targets: list[TargetSpec] = Field(min_length=1)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers_file: str | None = Field(None, description="A providers.yaml shared by suites.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "suite name")
+
+    @model_validator(mode="after")
+    def _check_references(self) -> SuiteSpec:
+        names = [t.name for t in self.targets]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"duplicate target names: {', '.join(duplicated)}")
+        columns = [s.column_name for s in self.scorers]
+        duplicated = sorted({n for n in columns if columns.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"duplicate scorer names: {', '.join(duplicated)} (set 'name')")
+        return self
