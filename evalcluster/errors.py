@@ -5,6 +5,7 @@ Every error the package raises on purpose is one of these::
     EvalclusterError
     ├── SpecError                  a suite, providers file or option is invalid (CLI exit 2)
     ├── StoreError                 the results lake could not be read or written
+    │   └── NotFoundError          no such object, run, suite or suite version (HTTP 404)
     ├── TrackingError              MLflow logging failed (results are already in the lake)
     ├── BudgetExhaustedError       a run reached its budget; nothing more is dispatched for it
     └── ProviderError              a call to a model provider did not produce an answer
@@ -55,6 +56,10 @@ class StoreError(EvalclusterError):
     """The results lake could not be read or written."""
 
 
+class NotFoundError(StoreError):
+    """The store has no such object, run, suite or suite version."""
+
+
 class TrackingError(EvalclusterError):
     """Logging to MLflow failed; the results in the lake are not affected."""
 
@@ -78,11 +83,16 @@ class ProviderError(EvalclusterError):
         provider: str | None = None,
         status: int | None = None,
         retry_after_s: float | None = None,
+        should_retry: bool | None = None,
     ):
         self.message = message
         self.provider = provider
         self.status = status
         self.retry_after_s = retry_after_s
+        # The provider's own verdict (`x-should-retry: true|false`), None when it sent none.
+        self.should_retry = should_retry
+        if should_retry is not None and not isinstance(type(self).retryable, property):
+            self.retryable = should_retry  # the provider's verdict wins over the class default
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -93,12 +103,25 @@ class ProviderError(EvalclusterError):
     def __reduce__(self):  # keep keyword-only fields across Ray's pickling
         return (
             _rebuild_provider_error,
-            (type(self), self.message, self.provider, self.status, self.retry_after_s),
+            (
+                type(self),
+                self.message,
+                self.provider,
+                self.status,
+                self.retry_after_s,
+                self.should_retry,
+            ),
         )
 
 
-def _rebuild_provider_error(cls, message, provider, status, retry_after_s):
-    return cls(message, provider=provider, status=status, retry_after_s=retry_after_s)
+def _rebuild_provider_error(cls, message, provider, status, retry_after_s, should_retry=None):
+    return cls(
+        message,
+        provider=provider,
+        status=status,
+        retry_after_s=retry_after_s,
+        should_retry=should_retry,
+    )
 
 
 class RateLimitedError(ProviderError):
@@ -133,6 +156,8 @@ class ProtocolError(ProviderError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
+        if self.should_retry is not None:
+            return self.should_retry
         return self.status is None or self.status >= 500
 
 

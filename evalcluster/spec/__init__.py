@@ -1,0 +1,28 @@
+"""Suite specification: pydantic models, YAML loading, datasets and versioning."""
+
+from evalcluster.spec.loader import LoadedSuite, load_suite, load_suite_text, suite_version
+from evalcluster.spec.models import (
+    BreakerConfig,
+    GenerationParams,
+    Pricing,
+    ProviderConfig,
+    RetryConfig,
+    ScorerSpec,
+    SuiteSpec,
+    TargetSpec,
+)
+
+__all__ = [
+    "BreakerConfig",
+    "GenerationParams",
+    "LoadedSuite",
+    "Pricing",
+    "ProviderConfig",
+    "RetryConfig",
+    "ScorerSpec",
+    "SuiteSpec",
+    "TargetSpec",
+    "load_suite",
+    "load_suite_text",
+    "suite_version",
+]

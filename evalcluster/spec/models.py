@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ProviderKind = Literal["openai", "anthropic", "gemini", "openrouter", "local", "custom", "simulated"]
+ProviderKind = Literal[
+    "openai", "anthropic", "gemini", "openrouter", "local", "custom", "simulated"
+]
 WireFormat = Literal["openai", "anthropic", "gemini"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -33,7 +35,9 @@ def _check_name(value: str, what: str) -> str:
 class BreakerConfig(StrictModel):
     """Circuit breaker thresholds for one provider endpoint."""
 
-    failure_threshold: int = Field(5, ge=1, description="Consecutive provider-side failures that open it.")
+    failure_threshold: int = Field(
+        5, ge=1, description="Consecutive provider-side failures that open it."
+    )
     reset_timeout_s: float = Field(30.0, gt=0, description="Seconds open before half-open probes.")
     half_open_probes: int = Field(1, ge=1, description="Requests let through while half-open.")
 
@@ -207,6 +211,9 @@ class SuiteSpec(StrictModel):
     budget_usd: float | None = Field(None, gt=0)
     group_by: list[str] = Field(default_factory=list)
     targets: list[TargetSpec] = Field(min_length=1)
+    judges: list[TargetSpec] = Field(
+        default_factory=list, description="Targets only used by model_graded scorers."
+    )
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     providers_file: str | None = Field(None, description="A providers.yaml shared by suites.")
 
@@ -217,7 +224,7 @@ class SuiteSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check_references(self) -> SuiteSpec:
-        names = [t.name for t in self.targets]
+        names = [t.name for t in (*self.targets, *self.judges)]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"duplicate target names: {', '.join(duplicated)}")

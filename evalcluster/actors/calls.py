@@ -1,0 +1,26 @@
+"""What a provider actor returns for each request: an answer or a typed failure, never a raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    served_by: (
+        str  # the provider that produced this outcome (differs from the target's on fallback)
+    )
+    attempts: int
+    latency_ms: float
+    text: str | None = None
+    finish_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usage_estimated: bool = False
+    cost_usd: float = 0.0
+    error_kind: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None

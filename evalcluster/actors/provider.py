@@ -1,0 +1,286 @@
+"""One Ray actor per provider endpoint: its limits, breaker, retries, fallback and accounting.
+
+Every shard of every run in the cluster reaches an endpoint through its one named actor, so the
+endpoint's rate limits hold globally however many shards run. The adapter underneath knows none
+of this: the actor wraps it (fair queue -> breaker -> token bucket -> concurrency slot -> call),
+and retries wrap the whole attempt.
+
+The actor is named by provider name and a hash of its configuration, so a changed configuration
+gets a new actor instead of silently reusing old limits. Ray restarts a dead actor; a restarted
+one starts conservatively (half-open breaker, reduced rate) and callers retry the batch they lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections import Counter
+from typing import Any
+
+import ray
+
+from evalcluster.actors import metrics
+from evalcluster.actors.calls import CallResult
+from evalcluster.actors.run import NAMESPACE
+from evalcluster.errors import CircuitOpenError, ProviderError, RateLimitedError
+from evalcluster.limits.breaker import CircuitBreaker
+from evalcluster.limits.bucket import DualTokenBucket
+from evalcluster.limits.fair import WeightedFairQueue
+from evalcluster.limits.retry import call_with_retries
+from evalcluster.providers import build_adapter
+from evalcluster.providers.base import Completion, CompletionRequest
+from evalcluster.providers.pricing import cost_usd, estimate_request_tokens
+from evalcluster.spec.models import ProviderConfig, SuiteSpec
+
+RESTART_RATE_FACTOR = 0.5
+_BREAKER_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class _BreakerOpen(Exception):
+    """Internal: the breaker refused and a fallback should serve instead."""
+
+
+def provider_actor_name(name: str, config: ProviderConfig) -> str:
+    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
+    return f"provider:{name}:{digest}"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10_000)
+class ProviderActor:
+    def __init__(self, name: str, config: ProviderConfig, fallbacks: dict[str, ProviderConfig]):
+        self.name = name
+        self.config = config
+        self.fallbacks = fallbacks
+        self.adapter = build_adapter(name, config)
+        self.bucket = DualTokenBucket(config.rpm, config.tpm, burst_s=config.burst_s)
+        self.breaker = CircuitBreaker.from_config(config.breaker)
+        self.fair = WeightedFairQueue()
+        self.slots = asyncio.Semaphore(config.max_concurrency)
+        self.in_flight = 0
+        self.outcomes: Counter[str] = Counter()
+        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        if self.restarted:
+            self.breaker.force_half_open()
+            self.bucket.conservative_start(RESTART_RATE_FACTOR)
+        self._publish_breaker()
+
+    async def ready(self) -> bool:
+        return True
+
+    async def complete_batch(
+        self,
+        run_id: str,
+        requests: list[CompletionRequest],
+        priority: float = 1.0,
+        visited: tuple[str, ...] = (),
+    ) -> list[CallResult]:
+        """Answer every request; failures come back as results with an error kind."""
+        visited = (*visited, self.name)
+        return list(
+            await asyncio.gather(*(self._complete(run_id, r, priority, visited) for r in requests))
+        )
+
+    async def _complete(
+        self, run_id: str, request: CompletionRequest, priority: float, visited: tuple[str, ...]
+    ) -> CallResult:
+        started = time.monotonic()
+        fallbacks = [f for f in self.config.fallback if f not in visited]
+        try:
+            attempted = await call_with_retries(
+                lambda: self._attempt(run_id, request, priority, bool(fallbacks)),
+                self.config.retry,
+            )
+        except _BreakerOpen:
+            return await self._fallback(run_id, request, priority, visited, fallbacks)
+        except ProviderError as exc:
+            self._count(exc.kind)
+            return CallResult(
+                served_by=self.name,
+                attempts=getattr(exc, "attempts", 1),
+                latency_ms=(time.monotonic() - started) * 1000,
+                error_kind=exc.kind,
+                error=str(exc)[:500],
+            )
+        completion: Completion = attempted.value
+        cost = (
+            cost_usd(
+                request.model, completion.usage, self.config.pricing, completion.provider_cost_usd
+            )
+            or 0.0
+        )
+        self._account(completion, cost)
+        return CallResult(
+            served_by=self.name,
+            attempts=attempted.attempts,
+            latency_ms=completion.latency_ms,
+            text=completion.text,
+            finish_reason=str(completion.finish_reason),
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            usage_estimated=completion.usage.estimated,
+            cost_usd=cost,
+        )
+
+    async def _attempt(
+        self, run_id: str, request: CompletionRequest, priority: float, can_fall_back: bool
+    ) -> Completion:
+        if not self.breaker.allow():
+            if can_fall_back:
+                raise _BreakerOpen()
+            # No fallback: wait for the half-open probe rather than fail the sample.
+            await self.breaker.wait_for_probe()
+        self._publish_breaker()
+        try:
+            # One waiter at a time reaches the bucket, chosen fairly among the runs waiting.
+            async with self.fair.turn(run_id, priority):
+                reservation = await self.bucket.acquire(estimate_request_tokens(request))
+        except BaseException:
+            self.breaker.release_probe()
+            raise
+        async with self.slots:
+            self.in_flight += 1
+            try:
+                completion = await self.adapter.complete(request)
+            except ProviderError as exc:
+                self.bucket.settle(reservation, 0)
+                self._on_failure(exc)
+                raise
+            except BaseException:
+                self.bucket.release(reservation)
+                self.breaker.release_probe()
+                raise
+            finally:
+                self.in_flight -= 1
+        self.bucket.settle(reservation, completion.usage.total_tokens)
+        self.bucket.on_success()
+        if completion.rate_limits is not None:
+            self.bucket.observe(completion.rate_limits)
+        self.breaker.record_success()
+        self._publish_breaker()
+        return completion
+
+    def _on_failure(self, exc: ProviderError) -> None:
+        self.breaker.record_failure(exc)
+        self._publish_breaker()
+        if isinstance(exc, RateLimitedError):
+            self.bucket.on_rate_limited(exc.retry_after_s)
+        metrics.requests_total().inc(tags={"provider": self.name, "outcome": exc.kind})
+
+    async def _fallback(
+        self,
+        run_id: str,
+        request: CompletionRequest,
+        priority: float,
+        visited: tuple[str, ...],
+        fallbacks: list[str],
+    ) -> CallResult:
+        for name in fallbacks:
+            handle = _get_or_create(name, self.fallbacks[name], self.fallbacks)
+            results = await handle.complete_batch.remote(run_id, [request], priority, visited)
+            result = results[0]
+            if result.error_kind != CircuitOpenError.kind:
+                return result
+        return CallResult(
+            served_by=self.name,
+            attempts=0,
+            latency_ms=0.0,
+            error_kind=CircuitOpenError.kind,
+            error=f"{self.name}: circuit open and every fallback is down",
+        )
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+
+    def _account(self, completion: Completion, cost: float) -> None:
+        self._count("ok")
+        tags = {"provider": self.name}
+        metrics.requests_total().inc(tags={**tags, "outcome": "ok"})
+        usage = completion.usage
+        metrics.tokens_total().inc(usage.input_tokens, tags={**tags, "direction": "input"})
+        metrics.tokens_total().inc(usage.output_tokens, tags={**tags, "direction": "output"})
+        if cost:
+            metrics.cost_usd_total().inc(cost, tags=tags)
+        metrics.request_latency_seconds().observe(completion.latency_ms / 1000, tags=tags)
+
+    def _publish_breaker(self) -> None:
+        metrics.breaker_state().set(
+            _BREAKER_GAUGE.get(self.breaker.state, 0), tags={"provider": self.name}
+        )
+
+    async def status(self) -> dict[str, Any]:
+        total = sum(self.outcomes.values())
+        errors = total - self.outcomes.get("ok", 0)
+        return {
+            "provider": self.name,
+            "kind": self.config.kind,
+            "breaker": self.breaker.state,
+            "restarted": self.restarted,
+            "in_flight": self.in_flight,
+            "limiter": self.bucket.headroom(),
+            "requests": total,
+            "outcomes": dict(self.outcomes),
+            "error_rate": (errors / total) if total else 0.0,
+        }
+
+
+def _get_or_create(name: str, config: ProviderConfig, fallbacks: dict[str, ProviderConfig]):
+    return ProviderActor.options(
+        name=provider_actor_name(name, config),
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        lifetime="detached",
+    ).remote(name, config, fallbacks)
+
+
+def ensure_provider_actors(spec: SuiteSpec, providers: dict[str, ProviderConfig]) -> dict[str, Any]:
+    """Find or create the actor of every provider the suite may call, fallbacks included."""
+    wanted: list[str] = []
+    for target in (*spec.targets, *spec.judges):
+        queue = [target.provider]
+        while queue:
+            name = queue.pop()
+            if name not in wanted:
+                wanted.append(name)
+                queue.extend(providers[name].fallback)
+    actors = {name: _get_or_create(name, providers[name], providers) for name in wanted}
+    ray.get([a.ready.remote() for a in actors.values()])
+    return actors
+
+
+def retire_provider_actors(actors: dict[str, Any], providers: dict[str, ProviderConfig]) -> None:
+    """Kill the actors of simulated providers: their simulator ends with the run."""
+    for name, actor in actors.items():
+        if providers[name].kind == "simulated":
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+
+
+def provider_status_rows() -> list[dict[str, Any]]:
+    """Status of every live provider actor in the cluster, for `evalcluster providers`."""
+    from ray.util.state import list_actors
+
+    rows = []
+    for info in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000):
+        if not (info.name or "").startswith("provider:"):
+            continue
+        try:
+            status = ray.get(
+                ray.get_actor(info.name, namespace=NAMESPACE).status.remote(), timeout=10
+            )
+        except Exception:  # noqa: BLE001 - an actor that died since listing is skipped
+            continue
+        limiter = status["limiter"]
+        rows.append(
+            {
+                "provider": status["provider"],
+                "kind": status["kind"],
+                "breaker": status["breaker"],
+                "in_flight": status["in_flight"],
+                "requests": status["requests"],
+                "error_rate": round(status["error_rate"], 4),
+                "headroom": ", ".join(f"{k}={v}" for k, v in limiter.items() if v is not None),
+            }
+        )
+    return sorted(rows, key=lambda r: r["provider"])

@@ -1,0 +1,461 @@
+"""The evaluation driver: plans shards, runs them on Ray, records them, summarizes, logs.
+
+Shards run as Ray tasks, not Ray Data: a shard is the unit of commit and of resume, so it needs
+a stable identity (target, index) that survives retries and restarts, which tasks give directly;
+Ray Data's blocks are re-cut freely by its executor. The driver streams the dataset and keeps a
+bounded number of shards in flight, so its memory does not grow with the suite.
+
+Order of truth: a shard's Parquet file is committed first (atomically, create-if-absent), then
+recorded in the manifest. A driver that dies between the two loses nothing: the resumed run finds
+the file and does not evaluate the shard again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from evalcluster.actors.provider import ensure_provider_actors, retire_provider_actors
+from evalcluster.actors.run import NAMESPACE, RunActor, run_actor_name
+from evalcluster.errors import EvalclusterError, SpecError, TrackingError
+from evalcluster.jobs.options import RunOptions
+from evalcluster.jobs.samples import count_samples, iter_sample_batches
+from evalcluster.jobs.shard import ShardContext, ShardOutcome, evaluate_shard
+from evalcluster.jobs.simulators import started_simulators
+from evalcluster.jobs.summary import build_summary, target_results
+from evalcluster.spec.loader import LoadedSuite
+from evalcluster.store.fs import Store, open_store
+from evalcluster.store.lake import iter_result_batches
+from evalcluster.store.manifest import (
+    RunManifest,
+    ShardRecord,
+    read_manifest,
+    write_manifest,
+    write_summary,
+)
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FLUSH_S = 2.0
+SHARD_CPUS = 0.25  # shards mostly wait on provider actors; several share a core
+# A run stopped by its budget is resumable, like a cancelled one: MLflow calls both KILLED.
+MLFLOW_STATUS = {"finished": "FINISHED", "killed": "KILLED", "budget_exhausted": "KILLED"}
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # finished | failed | killed | budget_exhausted
+    store_uri: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    mlflow_error: str | None = None
+    message: str | None = None
+    wall_s: float = 0.0
+
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+def new_run_id(suite_name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{suite_name}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def select_targets(suite: LoadedSuite, names: list[str]) -> LoadedSuite:
+    if not names:
+        return suite
+    known = {t.name for t in suite.spec.targets}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SpecError(
+            f"unknown target {unknown[0]!r} (suite has: {', '.join(sorted(known))})",
+            field="--target",
+        )
+    targets = [t for t in suite.spec.targets if t.name in names]
+    spec = suite.spec.model_copy(update={"targets": targets})
+    return LoadedSuite(**{**suite.__dict__, "spec": spec})
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join the cluster at `address`, or start an embedded one; leave Ray as we found it."""
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    else:
+        ray.init(
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class _Cancel:
+    """SIGTERM (Ray's job stop) and SIGINT ask the driver to stop cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {}
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: the caller cancels through the run actor
+            previous = {}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+
+def run_suite(
+    suite: LoadedSuite, options: RunOptions, *, on_progress: ProgressCallback | None = None
+) -> RunResult:
+    started = time.monotonic()
+    suite = select_targets(suite, options.targets)
+    run_id = options.run_id or new_run_id(suite.spec.name)
+    store = open_store(options.store, endpoint_url=options.endpoint_url)
+    manifest = _prepare_manifest(store, suite, run_id, options)
+    if manifest.status == "finished":
+        return RunResult(
+            run_id,
+            "finished",
+            store.uri,
+            message="already finished; nothing to do",
+            mlflow_run_id=manifest.mlflow_run_id,
+        )
+    cancel = _Cancel()
+    with (
+        cancel.installed(),
+        started_simulators(suite.spec.providers) as providers,
+        ray_session(options.address),
+    ):
+        driver = _Driver(suite, options, store, manifest, providers, cancel, on_progress)
+        result = driver.run()
+    result.wall_s = time.monotonic() - started
+    return result
+
+
+def _prepare_manifest(
+    store: Store, suite: LoadedSuite, run_id: str, options: RunOptions
+) -> RunManifest:
+    manifest = read_manifest(store, run_id)
+    if manifest is None:
+        now = datetime.now(UTC)
+        return RunManifest(
+            run_id=run_id,
+            suite=suite.spec.name,
+            suite_version=suite.version,
+            status="pending",
+            created_at=now,
+            updated_at=now,
+            store_uri=store.uri,
+            targets=[t.name for t in suite.spec.targets],
+            options=options.model_dump(exclude={"run_id", "dry_run"}),
+            spec=suite.spec.model_dump(mode="json"),
+        )
+    if manifest.suite_version != suite.version:
+        raise SpecError(
+            f"run {run_id} was made with suite version {manifest.suite_version}, "
+            f"this suite is version {suite.version}; use a new run id",
+            field="--run-id",
+        )
+    missing = [t.name for t in suite.spec.targets if t.name not in manifest.targets]
+    if missing:
+        raise SpecError(f"run {run_id} has no target {missing[0]!r}", field="--target")
+    return manifest
+
+
+class _Driver:
+    def __init__(
+        self,
+        suite: LoadedSuite,
+        options: RunOptions,
+        store: Store,
+        manifest: RunManifest,
+        providers: dict,
+        cancel: _Cancel,
+        on_progress: ProgressCallback | None,
+    ):
+        self.suite = suite
+        self.options = options
+        self.store = store
+        self.manifest = manifest
+        self.providers = providers
+        self.cancel = cancel
+        self.on_progress = on_progress
+        self.run_id = manifest.run_id
+        self.targets = [t.name for t in suite.spec.targets]
+        self.budget = options.budget_usd or suite.spec.budget_usd
+        self.tracker = None
+        self.mlflow_error: str | None = None
+        self._last_flush = 0.0
+        self._last_progress = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        samples = count_samples(self.suite, max_samples=self.options.max_samples)
+        epochs = self.suite.spec.epochs
+        totals = {t: samples * epochs for t in self.targets}
+        run_actor = RunActor.options(
+            name=run_actor_name(self.run_id),
+            namespace=NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+        ).remote(self.run_id, self.suite.spec.name, totals, self.budget)
+        self.run_actor = run_actor
+        actors = ensure_provider_actors(self.suite.spec, self.providers)
+        self._start_tracking(samples)
+        self._set_status("running")
+        status, message = "failed", None
+        try:
+            status, message = self._run_shards()
+        except EvalclusterError as exc:
+            message = str(exc)
+            raise
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            summary = self._finish(status, message)
+            retire_provider_actors(actors, self.providers)
+            with contextlib.suppress(Exception):
+                ray.kill(run_actor)
+        return RunResult(
+            self.run_id,
+            status,
+            self.store.uri,
+            summary=summary,
+            mlflow_run_id=self.manifest.mlflow_run_id,
+            mlflow_error=self.mlflow_error,
+            message=message,
+        )
+
+    def _set_status(self, status: str, message: str | None = None) -> None:
+        self.manifest = self.manifest.model_copy(
+            update={"status": status, "error": message, "updated_at": datetime.now(UTC)}
+        )
+        write_manifest(self.store, self.manifest)
+        with contextlib.suppress(Exception):
+            ray.get(self.run_actor.set_status.remote(status, message), timeout=10)
+
+    # -- shards ----------------------------------------------------------------------------
+    def _max_inflight(self) -> int:
+        if self.options.max_inflight_shards:
+            return self.options.max_inflight_shards
+        cpus = ray.cluster_resources().get("CPU", 2)
+        return max(4, int(cpus / SHARD_CPUS) * 2)
+
+    def _run_shards(self) -> tuple[str, str | None]:
+        ctx = ShardContext(
+            self.run_id,
+            self.suite,
+            self.store,
+            self.providers,
+            use_cache=not self.options.no_cache,
+            priority=self.options.priority,
+        )
+        ctx_ref = ray.put(ctx)
+        limit = self._max_inflight()
+        in_flight: dict[ray.ObjectRef, tuple[str, int]] = {}
+        stopped: str | None = None
+        total_shards = 0
+        for batch in iter_sample_batches(self.suite, max_samples=self.options.max_samples):
+            total_shards += 1
+            samples_ref = None
+            for target in self.targets:
+                if batch.index in self.manifest.shards.get(target, {}):
+                    self._report_recorded(target, self.manifest.shards[target][batch.index].rows)
+                    continue
+                if stopped or self._cancel_requested():
+                    stopped = stopped or "killed"
+                    continue
+                samples_ref = samples_ref or ray.put(batch.samples)
+                task = evaluate_shard.options(num_cpus=SHARD_CPUS).remote(
+                    ctx_ref, samples_ref, target, batch.index
+                )
+                in_flight[task] = (target, batch.index)
+                while len(in_flight) >= limit:
+                    stopped = self._collect(in_flight, block=True) or stopped
+            stopped = self._collect(in_flight, block=False) or stopped
+        while in_flight:
+            stopped = self._collect(in_flight, block=True) or stopped
+        self.manifest = self.manifest.model_copy(
+            update={"total_shards": {t: total_shards for t in self.targets}}
+        )
+        self._flush_manifest(force=True)
+        if self._cancel_requested():
+            return "killed", "cancelled"
+        if stopped == "budget_exhausted":
+            return "budget_exhausted", f"budget of ${self.budget:.4f} reached"
+        if stopped:
+            return "killed", "cancelled"
+        missing = self._missing_shards(total_shards)
+        if missing:
+            return "failed", f"{missing} shard(s) did not commit"
+        return "finished", None
+
+    def _collect(self, in_flight: dict, *, block: bool) -> str | None:
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=None if block else 0)
+        if not ready:
+            # a cheap place to check progress and cancels while waiting
+            self._progress()
+            return None
+        stopped = None
+        for ref in ready:
+            target, index = in_flight.pop(ref)
+            outcome: ShardOutcome = ray.get(ref)
+            if outcome.committed:
+                self._record(target, index, outcome.rows)
+            elif outcome.stopped:
+                stopped = outcome.stopped
+        self._flush_manifest()
+        self._progress()
+        return stopped
+
+    def _record(self, target: str, index: int, rows: int) -> None:
+        shards = dict(self.manifest.shards)
+        shards[target] = {
+            **shards.get(target, {}),
+            index: ShardRecord(
+                rows=rows,
+                committed_at=datetime.now(UTC),
+                key=f"runs/run_id={self.run_id}/target={target}/shard-{index}.parquet",
+            ),
+        }
+        self.manifest = self.manifest.model_copy(update={"shards": shards})
+
+    def _report_recorded(self, target: str, rows: int) -> None:
+        from evalcluster.actors.run import ProgressDelta
+
+        self.run_actor.report.remote(target, ProgressDelta(done=rows))
+
+    def _missing_shards(self, total: int) -> int:
+        return sum(total - len(self.manifest.shards.get(t, {})) for t in self.targets)
+
+    def _flush_manifest(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_flush >= MANIFEST_FLUSH_S:
+            self.manifest = self.manifest.model_copy(update={"updated_at": datetime.now(UTC)})
+            write_manifest(self.store, self.manifest)
+            self._last_flush = now
+
+    def _cancel_requested(self) -> bool:
+        if self.cancel.requested:
+            return True
+        try:
+            return bool(ray.get(self.run_actor.is_cancelled.remote(), timeout=5))
+        except Exception:  # noqa: BLE001 - a lost run actor must not stop the run
+            return False
+
+    def _progress(self) -> None:
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last_progress < 0.2:
+            return
+        self._last_progress = now
+        with contextlib.suppress(Exception):
+            self.on_progress(ray.get(self.run_actor.snapshot.remote(), timeout=5))
+
+    # -- results ---------------------------------------------------------------------------
+    def _start_tracking(self, samples: int) -> None:
+        if not self.options.tracking_uri:
+            return
+        try:
+            from evalcluster.tracking import MlflowTracker
+
+            self.tracker = MlflowTracker(self.options.tracking_uri)
+            stale = set(self.tracker.find_running(self.run_id))
+            if self.manifest.mlflow_run_id:
+                stale.add(self.manifest.mlflow_run_id)
+            earlier = [*self.manifest.resumed_from_mlflow_run_ids]
+            for mlflow_id in sorted(stale):
+                self.tracker.mark_killed(mlflow_id)
+            if self.manifest.mlflow_run_id:
+                earlier.append(self.manifest.mlflow_run_id)
+            parent = self.tracker.start_evaluation(
+                suite=self.suite.spec.name,
+                suite_version=self.suite.version,
+                run_id=self.run_id,
+                results_uri=self.store.full_uri(f"runs/run_id={self.run_id}"),
+                suite_file_text=self.suite.text,
+                seed=self.suite.spec.seed,
+                sample_count=samples,
+                resumed_from=sorted(set(earlier)) or None,
+            )
+            self.manifest = self.manifest.model_copy(
+                update={
+                    "mlflow_run_id": parent,
+                    "resumed_from_mlflow_run_ids": sorted(set(earlier)),
+                }
+            )
+        except TrackingError as exc:
+            self._tracking_failed(exc)
+
+    def _tracking_failed(self, exc: Exception) -> None:
+        self.mlflow_error = f"MLflow logging failed: {exc}"
+        self.tracker = None
+        log.warning(self.mlflow_error)
+
+    def _finish(self, status: str, message: str | None) -> dict[str, Any]:
+        scorer_names = [s.name or s.type for s in self.suite.spec.scorers]
+        summary: dict[str, Any] = {}
+        try:
+            summary = build_summary(self.store, self.run_id, self.suite, scorer_names, status)
+            write_summary(self.store, self.run_id, summary)
+        finally:
+            self._set_status(status, message)
+        if self.tracker is not None and self.manifest.mlflow_run_id:
+            try:
+                samples = _traced_samples(self.store, self.run_id, self.options.max_traced_samples)
+                self.tracker.finish_evaluation(
+                    self.manifest.mlflow_run_id,
+                    status=MLFLOW_STATUS.get(status, "FAILED"),
+                    summary=summary,
+                    targets=target_results(self.suite, summary),
+                    samples=samples,
+                    max_traced_samples=self.options.max_traced_samples,
+                )
+            except TrackingError as exc:
+                self._tracking_failed(exc)
+        return summary
+
+
+def _traced_samples(store: Store, run_id: str, limit: int) -> Iterator[dict[str, Any]]:
+    if limit <= 0:
+        return iter(())
+
+    def rows() -> Iterator[dict[str, Any]]:
+        count = 0
+        for batch in iter_result_batches(store, run_id):
+            for row in batch.to_pylist():
+                yield row
+                count += 1
+                if count >= limit:
+                    return
+
+    return rows()

@@ -1,0 +1,36 @@
+"""Options of one evaluation run, validated where they enter (command line or HTTP)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_STORE = "./evalstore"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RunOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str | None = Field(None, description="Resume this run, or name a new one.")
+    targets: list[str] = Field(default_factory=list, description="Only these targets.")
+    store: str = DEFAULT_STORE
+    endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO and friends).")
+    tracking_uri: str | None = DEFAULT_TRACKING_URI
+    address: str | None = Field(None, description="Ray cluster address; None = embedded.")
+    max_samples: int | None = Field(None, ge=1)
+    budget_usd: float | None = Field(None, gt=0, description="Overrides the suite's budget.")
+    no_cache: bool = False
+    dry_run: bool = False
+    priority: float = Field(1.0, gt=0, description="Share of a shared provider's rate.")
+    max_inflight_shards: int | None = Field(None, ge=1)
+    max_traced_samples: int = Field(1000, ge=0)
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        if value is not None and not _RUN_ID.match(value):
+            raise ValueError("run ids use letters, digits, '.', '_' and '-' (at most 128)")
+        return value

@@ -1,0 +1,119 @@
+"""The evaluation job: ``python -m evalcluster.jobs.run_suite SUITE.yaml [options]``.
+
+This is what `evalcluster run` calls in-process, what `evalcluster submit` sends as a Ray job
+entrypoint, and what a bare `ray job submit --working-dir . -- python -m
+evalcluster.jobs.run_suite ...` runs. Inside a Ray job it joins the job's cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from evalcluster.errors import EvalclusterError, SpecError
+from evalcluster.jobs.display import ProgressDisplay, print_plan, print_result
+from evalcluster.jobs.driver import RunResult, run_suite
+from evalcluster.jobs.options import RunOptions
+from evalcluster.jobs.prepare import prepare_suite
+from evalcluster.spec.loader import validation_to_spec_error
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", help="suite YAML file")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        dest="targets",
+        help="only this target (repeatable)",
+    )
+    p.add_argument("--run-id", help="name the run, or resume the run with this id")
+    p.add_argument(
+        "--store",
+        default="./evalstore",
+        help="results store: a folder or s3://bucket/prefix (default ./evalstore)",
+    )
+    p.add_argument("--endpoint-url", help="S3 endpoint (MinIO etc.); default $AWS_ENDPOINT_URL")
+    p.add_argument(
+        "--tracking-uri",
+        default="sqlite:///mlflow.db",
+        help="MLflow tracking URI; 'none' skips MLflow (default sqlite:///mlflow.db)",
+    )
+    p.add_argument("--max-samples", type=int, help="evaluate only the first N samples")
+    p.add_argument("--budget-usd", type=float, help="stop dispatching once this much is spent")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse cached answers")
+    p.add_argument("--dry-run", action="store_true", help="validate and show the plan only")
+    p.add_argument(
+        "--priority",
+        type=float,
+        default=1.0,
+        help="weight of this run's share of shared providers' rate",
+    )
+    p.add_argument(
+        "--max-traced-samples",
+        type=int,
+        default=1000,
+        help="samples logged to MLflow as traces (default 1000)",
+    )
+
+
+def options_from_args(args: argparse.Namespace, address: str | None) -> RunOptions:
+    tracking = args.tracking_uri
+    try:
+        return RunOptions(
+            run_id=args.run_id,
+            targets=args.targets,
+            store=args.store,
+            endpoint_url=args.endpoint_url,
+            tracking_uri=None if (tracking or "").lower() in ("", "none") else tracking,
+            address=address,
+            max_samples=args.max_samples,
+            budget_usd=args.budget_usd,
+            no_cache=args.no_cache,
+            dry_run=args.dry_run,
+            priority=args.priority,
+            max_traced_samples=args.max_traced_samples,
+        )
+    except ValidationError as exc:
+        error = validation_to_spec_error(exc, "command line")
+        raise SpecError(error.message, field="--" + (error.field or "").replace("_", "-")) from exc
+
+
+def execute(args: argparse.Namespace, address: str | None, *, show_progress: bool) -> int:
+    """Run the suite named in `args`; print progress and the summary; return the exit code."""
+    suite = prepare_suite(args.suite)
+    options = options_from_args(args, address)
+    if options.dry_run:
+        print_plan(suite, options)
+        return EXIT_OK
+    with ProgressDisplay(enabled=show_progress) as display:
+        result: RunResult = run_suite(suite, options, on_progress=display.update)
+    print_result(result, suite)
+    return EXIT_OK if result.status == "finished" else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evalcluster.jobs.run_suite")
+    add_run_arguments(parser)
+    parser.add_argument("--address", help="Ray address; inside a Ray job the job's cluster")
+    args = parser.parse_args(argv)
+    # Inside `ray job submit` RAY_ADDRESS is set: join that cluster rather than start one.
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        return execute(args, address, show_progress=sys.stderr.isatty())
+    except SpecError as exc:
+        print(f"evalcluster: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_USAGE
+    except EvalclusterError as exc:
+        print(f"evalcluster: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

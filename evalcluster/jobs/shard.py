@@ -1,0 +1,329 @@
+"""One shard's work: samples x one target x every epoch, committed once as one Parquet file.
+
+A shard is idempotent: if its file already exists it is not evaluated again, its provider calls
+are not repeated, and the commit itself is an atomic create-if-absent. Answers already in the
+response cache are reused; failed calls never enter the cache. A shard stopped by the budget or a
+cancel is not committed (a later resume finishes it), but the answers it did get are cached so
+the resume does not pay for them twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from evalcluster.actors.calls import CallResult
+from evalcluster.actors.provider import provider_actor_name
+from evalcluster.actors.run import NAMESPACE, ProgressDelta, get_run_actor
+from evalcluster.jobs.budget import projected_cost
+from evalcluster.jobs.samples import Sample, build_request, is_sampling, request_hash
+from evalcluster.providers.base import CompletionRequest
+from evalcluster.scoring import build_scorers
+from evalcluster.spec.loader import LoadedSuite
+from evalcluster.spec.models import ProviderConfig, TargetSpec
+from evalcluster.store.cache import ResponseCache, cache_entry_from_call
+from evalcluster.store.fs import Store
+from evalcluster.store.lake import commit_shard, shard_key
+
+CHUNK_SIZE = 64
+
+
+@dataclass(frozen=True)
+class ShardContext:
+    """Everything a shard task needs, shipped once per run to the workers."""
+
+    run_id: str
+    suite: LoadedSuite
+    store: Store
+    providers: dict[str, ProviderConfig]  # resolved: simulated providers have their base_url
+    use_cache: bool = True
+    priority: float = 1.0
+
+    def target(self, name: str) -> TargetSpec:
+        for target in (*self.suite.spec.targets, *self.suite.spec.judges):
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+
+@dataclass
+class ShardOutcome:
+    target: str
+    index: int
+    committed: bool  # the shard's file exists now (written by this task or found)
+    rows: int = 0
+    stopped: str | None = None  # "budget_exhausted" or "cancelled" when not committed
+    provider_calls: int = 0
+    cache_hits: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Call:
+    sample: Sample
+    epoch: int
+    request: CompletionRequest
+    hash: str
+
+
+@ray.remote(max_retries=3, retry_exceptions=False)
+def evaluate_shard(
+    ctx: ShardContext, samples: list[Sample], target_name: str, index: int
+) -> ShardOutcome:
+    return ShardEvaluator(ctx, target_name, index).run(samples)
+
+
+class ShardEvaluator:
+    def __init__(self, ctx: ShardContext, target_name: str, index: int):
+        self.ctx = ctx
+        self.target = ctx.target(target_name)
+        self.index = index
+        self.provider = ctx.providers[self.target.provider]
+        self.run_actor = get_run_actor(ctx.run_id)
+        self.cache = ResponseCache(ctx.store)
+        self.scorers = build_scorers(ctx.suite.spec.scorers)
+        self.scorer_names = [s.name for s in self.scorers]
+
+    def run(self, samples: list[Sample]) -> ShardOutcome:
+        store, run_id = self.ctx.store, self.ctx.run_id
+        if store.exists(shard_key(run_id, self.target.name, self.index)):
+            return ShardOutcome(self.target.name, self.index, committed=True, rows=-1)
+        calls = self._calls(samples)
+        cache_part = self.cache.part_key(self.ctx.suite, self.target, self.provider, self.index)
+        cached = self.cache.load(cache_part) if self.ctx.use_cache else {}
+        results: dict[str, CallResult] = {}
+        hits = {c.hash for c in calls if c.hash in cached}
+        for c in calls:
+            if c.hash in cached:
+                results[c.hash] = cached[c.hash].to_call_result()
+        pending = [c for c in calls if c.hash not in results]
+        stopped = self._dispatch(
+            self.target, self.provider, pending, results, cached_count=len(hits)
+        )
+        judged, judge_stopped = self._judge(calls, results, cached)
+        stopped = stopped or judge_stopped
+        fresh = {h: r for h, r in {**results, **judged}.items() if r.ok and h not in cached}
+        if fresh or (stopped and self.ctx.use_cache):
+            entries = {**cached, **{h: cache_entry_from_call(r) for h, r in fresh.items()}}
+            self.cache.save(cache_part, entries)
+        outcome = ShardOutcome(
+            self.target.name,
+            self.index,
+            committed=False,
+            provider_calls=len(pending),
+            cache_hits=len(hits),
+        )
+        if stopped:
+            outcome.stopped = stopped
+            return outcome
+        rows = [self._row(c, results[c.hash], judged, cached) for c in calls]
+        commit_shard(store, run_id, self.target.name, self.index, rows, self.scorer_names)
+        outcome.committed = True
+        outcome.rows = len(rows)
+        for row in rows:
+            if row["error_kind"]:
+                outcome.errors[row["error_kind"]] = outcome.errors.get(row["error_kind"], 0) + 1
+        return outcome
+
+    def _calls(self, samples: Sequence[Sample]) -> list[_Call]:
+        spec = self.ctx.suite.spec
+        sampling = is_sampling(self.target.params.as_dict(), spec.epochs)
+        calls = []
+        for sample in samples:
+            request = build_request(self.ctx.suite, self.target, sample)
+            for epoch in range(spec.epochs):
+                digest = request_hash(
+                    self.provider.kind, request, epoch=epoch, seed=spec.seed, sampling=sampling
+                )
+                calls.append(_Call(sample, epoch, request, digest))
+        return calls
+
+    def _dispatch(
+        self,
+        target: TargetSpec,
+        provider: ProviderConfig,
+        calls: Sequence[Any],
+        results: dict[str, CallResult],
+        *,
+        cached_count: int = 0,
+        report: bool = True,
+    ) -> str | None:
+        """Send `calls` (unique by hash) to the target's provider actor in budgeted chunks."""
+        if report and cached_count:
+            self._report(ProgressDelta(done=cached_count, cached=cached_count))
+        unique: dict[str, Any] = {}
+        for c in calls:
+            unique.setdefault(c.hash, c)
+        actor = ray.get_actor(provider_actor_name(target.provider, provider), namespace=NAMESPACE)
+        in_flight: dict[ray.ObjectRef, tuple[list[Any], float]] = {}
+        stopped = None
+        items = list(unique.values())
+        for start in range(0, len(items), CHUNK_SIZE):
+            chunk = items[start : start + CHUNK_SIZE]
+            reserve = sum(projected_cost(provider, c.request) for c in chunk)
+            if not self._reserve(reserve):
+                stopped = "cancelled" if self._cancelled() else "budget_exhausted"
+                break
+            ref = actor.complete_batch.remote(
+                self.ctx.run_id, [c.request for c in chunk], self.ctx.priority
+            )
+            in_flight[ref] = (chunk, reserve)
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            chunk, reserve = in_flight.pop(ready[0])
+            outcomes: list[CallResult] = ray.get(ready[0])
+            spent = sum(o.cost_usd for o in outcomes)
+            self._settle(reserve, spent)
+            for c, o in zip(chunk, outcomes, strict=True):
+                results[c.hash] = o
+            if report:
+                self._report_calls(chunk, outcomes)
+        return stopped
+
+    def _judge(
+        self, calls: Sequence[_Call], results: dict[str, CallResult], cached: dict[str, Any]
+    ) -> tuple[dict[str, CallResult], str | None]:
+        """Ask each model_graded scorer's judge about every answered call."""
+        judged: dict[str, CallResult] = {}
+        stopped = None
+        for scorer in self.scorers:
+            if not getattr(scorer, "needs_judge", False):
+                continue
+            judge = self.ctx.target(scorer.judge_target)
+            provider = self.ctx.providers[judge.provider]
+            judge_calls = []
+            for c in calls:
+                answer = results[c.hash]
+                if not answer.ok:
+                    continue
+                messages = tuple(
+                    scorer.judge_messages(
+                        c.request.messages[-1].content, answer.text or "", c.sample.reference
+                    )
+                )
+                request = CompletionRequest(judge.model, messages, judge.params.as_dict())
+                digest = request_hash(provider.kind, request, epoch=0, seed=0, sampling=False)
+                judge_calls.append(_Call(c.sample, c.epoch, request, digest))
+            for jc in judge_calls:
+                if jc.hash in cached:
+                    judged[jc.hash] = cached[jc.hash].to_call_result()
+            todo = [jc for jc in judge_calls if jc.hash not in judged]
+            stopped = self._dispatch(judge, provider, todo, judged, report=False) or stopped
+        return judged, stopped
+
+    def _row(
+        self, call: _Call, result: CallResult, judged: dict[str, CallResult], cached: dict[str, Any]
+    ) -> dict[str, Any]:
+        sample = call.sample
+        row: dict[str, Any] = {
+            "run_id": self.ctx.run_id,
+            "suite": self.ctx.suite.spec.name,
+            "suite_version": self.ctx.suite.version,
+            "target": self.target.name,
+            "provider": self.target.provider,
+            "served_by": result.served_by,
+            "model": self.target.model,
+            "sample_id": sample.sample_id,
+            "epoch": call.epoch,
+            "prompt": call.request.messages[-1].content,
+            "reference": sample.reference,
+            "output": result.text,
+            "finish_reason": result.finish_reason,
+            "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens,
+            "usage_estimated": result.usage_estimated,
+            "cost_usd": result.cost_usd,
+            "latency_ms": result.latency_ms,
+            "attempts": result.attempts,
+            "cache_hit": call.hash in cached,
+            "error_kind": result.error_kind,
+            "error": result.error,
+            "request_hash": call.hash,
+            "finished_at": datetime.now(UTC),
+            "metadata": json.dumps(sample.metadata, default=str, ensure_ascii=False),
+            "judge": None,
+            "judge_input_tokens": 0,
+            "judge_output_tokens": 0,
+            "judge_cost_usd": 0.0,
+        }
+        verdicts = {}
+        for scorer in self.scorers:
+            column = f"score_{scorer.name}"
+            if not result.ok:
+                row[column] = None  # an infrastructure error is not a wrong answer
+                continue
+            if getattr(scorer, "needs_judge", False):
+                score, verdict = self._judged_score(scorer, call, result, judged, row)
+                verdicts[scorer.name] = verdict
+            else:
+                score = scorer.score(result.text or "", sample.reference, sample.fields)
+            row[column] = score.value
+        if verdicts:
+            row["judge"] = json.dumps(verdicts, ensure_ascii=False)
+        return row
+
+    def _judged_score(
+        self,
+        scorer: Any,
+        call: _Call,
+        result: CallResult,
+        judged: dict[str, CallResult],
+        row: dict[str, Any],
+    ) -> tuple[Any, Any]:
+        judge = self.ctx.target(scorer.judge_target)
+        provider = self.ctx.providers[judge.provider]
+        messages = tuple(
+            scorer.judge_messages(
+                call.request.messages[-1].content, result.text or "", call.sample.reference
+            )
+        )
+        request = CompletionRequest(judge.model, messages, judge.params.as_dict())
+        digest = request_hash(provider.kind, request, epoch=0, seed=0, sampling=False)
+        verdict = judged[digest]
+        row["judge_input_tokens"] += verdict.input_tokens
+        row["judge_output_tokens"] += verdict.output_tokens
+        row["judge_cost_usd"] += verdict.cost_usd
+        if not verdict.ok:
+            return _NoScore, {"error_kind": verdict.error_kind, "error": verdict.error}
+        score = scorer.parse_verdict(verdict.text or "")
+        return score, {"verdict": verdict.text, "explanation": score.explanation}
+
+    def _report_calls(self, chunk: Sequence[_Call], outcomes: Sequence[CallResult]) -> None:
+        self._report(
+            ProgressDelta(
+                done=len(outcomes),
+                errors=sum(1 for o in outcomes if not o.ok),
+                input_tokens=sum(o.input_tokens for o in outcomes),
+                output_tokens=sum(o.output_tokens for o in outcomes),
+                cost_usd=sum(o.cost_usd for o in outcomes),
+            )
+        )
+
+    def _report(self, delta: ProgressDelta) -> None:
+        if self.run_actor is not None:
+            self.run_actor.report.remote(self.target.name, delta)
+
+    def _reserve(self, amount: float) -> bool:
+        if self.run_actor is None:
+            return True
+        return bool(ray.get(self.run_actor.reserve.remote(amount)))
+
+    def _settle(self, reserved: float, actual: float) -> None:
+        if self.run_actor is not None:
+            self.run_actor.settle.remote(reserved, actual)
+
+    def _cancelled(self) -> bool:
+        return self.run_actor is not None and bool(ray.get(self.run_actor.is_cancelled.remote()))
+
+
+class _NoScoreType:
+    value = None
+    explanation = "judge call failed"
+
+
+_NoScore = _NoScoreType()

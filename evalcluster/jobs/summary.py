@@ -1,0 +1,251 @@
+"""A run's `summary.json`, computed from the lake one shard at a time.
+
+A shard holds every epoch of its samples, so per-sample means and pass@k are complete within
+one shard file; the rest are mergeable accumulators. Memory therefore stays bounded by one shard,
+whatever the run's size. The scorer part has the shape documented in
+`evalcluster.scoring.summary.summary_for_rows`; each target adds usage, cost and latency.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from evalcluster.scoring.passk import pass_at_k
+from evalcluster.scoring.stats import ScoreAccumulator, group_key
+from evalcluster.scoring.summary import default_pass_ks
+from evalcluster.spec.loader import LoadedSuite
+from evalcluster.store.fs import Store
+from evalcluster.store.lake import list_shards
+
+CONFIDENCE = 0.95
+PASS_THRESHOLD = 1.0
+LATENCY_SAMPLE_CAP = 200_000  # latencies kept for percentiles; beyond it, a uniform subsample
+
+
+@dataclass
+class _ScorerAcc:
+    overall: ScoreAccumulator = field(default_factory=ScoreAccumulator)
+    groups: dict[str, dict[str, ScoreAccumulator]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(ScoreAccumulator))
+    )
+    pass_at: dict[int, ScoreAccumulator] = field(
+        default_factory=lambda: defaultdict(ScoreAccumulator)
+    )
+    pass_skipped: Counter[int] = field(default_factory=Counter)
+    rows_scored: int = 0
+    unscored: int = 0
+
+
+@dataclass
+class _TargetAcc:
+    rows: int = 0
+    samples: int = 0
+    epochs: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    judge_input_tokens: int = 0
+    judge_output_tokens: int = 0
+    judge_cost_usd: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    latency_seen: int = 0
+    served_by: Counter[str] = field(default_factory=Counter)
+    scorers: dict[str, _ScorerAcc] = field(default_factory=lambda: defaultdict(_ScorerAcc))
+
+
+def build_summary(
+    store: Store, run_id: str, suite: LoadedSuite, scorer_names: list[str], status: str
+) -> dict[str, Any]:
+    epochs = suite.spec.epochs
+    group_by = list(suite.spec.group_by)
+    targets: dict[str, _TargetAcc] = defaultdict(_TargetAcc)
+    columns = [
+        "target",
+        "sample_id",
+        "epoch",
+        "error_kind",
+        "cache_hit",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "judge_input_tokens",
+        "judge_output_tokens",
+        "judge_cost_usd",
+        "latency_ms",
+        "served_by",
+        "metadata",
+        *(f"score_{s}" for s in scorer_names),
+    ]
+    rng = np.random.default_rng(0)
+    for shard in list_shards(store, run_id):
+        table = pq.read_table(io.BytesIO(store.get(shard.key)), columns=columns)
+        _add_shard(targets[shard.target], table.to_pylist(), scorer_names, group_by, epochs, rng)
+    return {
+        "run_id": run_id,
+        "suite": suite.spec.name,
+        "suite_version": suite.version,
+        "status": status,
+        "confidence": CONFIDENCE,
+        "pass_threshold": PASS_THRESHOLD,
+        "targets": {name: _target_dict(acc, epochs) for name, acc in sorted(targets.items())},
+    }
+
+
+def _add_shard(
+    t: _TargetAcc,
+    rows: list[dict[str, Any]],
+    scorers: list[str],
+    group_by: list[str],
+    epochs: int,
+    rng: np.random.Generator,
+) -> None:
+    per_sample: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        per_sample[row["sample_id"]].append(row)
+        t.rows += 1
+        t.input_tokens += row["input_tokens"]
+        t.output_tokens += row["output_tokens"]
+        t.cost_usd += row["cost_usd"]
+        t.judge_input_tokens += row["judge_input_tokens"]
+        t.judge_output_tokens += row["judge_output_tokens"]
+        t.judge_cost_usd += row["judge_cost_usd"]
+        t.served_by[row["served_by"]] += 1
+        if row["cache_hit"]:
+            t.cache_hits += 1
+        if row["error_kind"]:
+            t.errors[row["error_kind"]] += 1
+        elif not row["cache_hit"]:
+            _keep_latency(t, row["latency_ms"], rng)
+    t.samples += len(per_sample)
+    t.epochs = max(t.epochs, max((len(v) for v in per_sample.values()), default=0))
+    for sample_rows in per_sample.values():
+        metadata = json.loads(sample_rows[0]["metadata"] or "{}")
+        groups = {c: group_key(metadata.get(c)) for c in group_by}
+        for name in scorers:
+            _add_sample(t.scorers[name], sample_rows, f"score_{name}", groups, epochs)
+
+
+def _add_sample(
+    acc: _ScorerAcc, rows: list[dict[str, Any]], column: str, groups: dict[str, str], epochs: int
+) -> None:
+    scored = []
+    for row in rows:
+        if row["error_kind"]:
+            continue  # an infrastructure error is neither a pass nor a fail
+        if row[column] is None:
+            acc.unscored += 1
+        else:
+            scored.append(float(row[column]))
+    acc.rows_scored += len(scored)
+    if scored:
+        mean = math.fsum(scored) / len(scored)
+        acc.overall.add(mean)
+        for column_name, value in groups.items():
+            acc.groups[column_name][value].add(mean)
+    if epochs > 1:
+        passes = sum(1 for s in scored if s >= PASS_THRESHOLD)
+        for k in default_pass_ks(epochs):
+            if len(scored) >= k:
+                acc.pass_at[k].add(pass_at_k(len(scored), passes, k))
+            else:
+                acc.pass_skipped[k] += 1
+
+
+def _keep_latency(t: _TargetAcc, value: float, rng: np.random.Generator) -> None:
+    t.latency_seen += 1
+    if len(t.latencies) < LATENCY_SAMPLE_CAP:
+        t.latencies.append(value)
+        return
+    slot = int(rng.integers(0, t.latency_seen))  # reservoir sampling keeps a uniform sample
+    if slot < LATENCY_SAMPLE_CAP:
+        t.latencies[slot] = value
+
+
+def _target_dict(t: _TargetAcc, epochs: int) -> dict[str, Any]:
+    latencies = np.asarray(t.latencies) if t.latencies else None
+    return {
+        "rows": t.rows,
+        "samples": t.samples,
+        "epochs": t.epochs,
+        "errors": sum(t.errors.values()),
+        "error_kinds": dict(sorted(t.errors.items())),
+        "cache_hits": t.cache_hits,
+        "input_tokens": t.input_tokens,
+        "output_tokens": t.output_tokens,
+        "cost_usd": round(t.cost_usd, 10),
+        "judge_input_tokens": t.judge_input_tokens,
+        "judge_output_tokens": t.judge_output_tokens,
+        "judge_cost_usd": round(t.judge_cost_usd, 10),
+        "latency_ms_p50": None if latencies is None else float(np.percentile(latencies, 50)),
+        "latency_ms_p95": None if latencies is None else float(np.percentile(latencies, 95)),
+        "served_by": dict(t.served_by),
+        "scorers": {name: _scorer_dict(acc, epochs) for name, acc in t.scorers.items()},
+    }
+
+
+def _scorer_dict(acc: _ScorerAcc, epochs: int) -> dict[str, Any]:
+    out: dict[str, Any] = acc.overall.summary(confidence=CONFIDENCE).to_dict()
+    out["rows_scored"] = acc.rows_scored
+    out["unscored"] = acc.unscored
+    out["groups"] = {
+        column: {
+            value: a.summary(confidence=CONFIDENCE).to_dict() for value, a in sorted(values.items())
+        }
+        for column, values in acc.groups.items()
+    }
+    if epochs > 1:
+        out["pass_at_k"] = {
+            str(k): {
+                "k": k,
+                "skipped": acc.pass_skipped[k],
+                **acc.pass_at[k].summary(confidence=CONFIDENCE).to_dict(),
+            }
+            for k in default_pass_ks(epochs)
+        }
+    return out
+
+
+def target_results(suite: LoadedSuite, summary: dict[str, Any]) -> list[Any]:
+    """Per-target params and metrics for MLflow, with the names DESIGN.md fixes."""
+    from evalcluster.tracking import TargetResult
+
+    results = []
+    by_name = {t.name: t for t in suite.spec.targets}
+    for name, t in summary.get("targets", {}).items():
+        spec = by_name.get(name)
+        if spec is None:
+            continue
+        metrics: dict[str, float] = {
+            "tokens/input": t["input_tokens"],
+            "tokens/output": t["output_tokens"],
+            "cost_usd": t["cost_usd"] + t["judge_cost_usd"],
+            "errors": t["errors"],
+        }
+        for key in ("p50", "p95"):
+            if t[f"latency_ms_{key}"] is not None:
+                metrics[f"latency_ms/{key}"] = t[f"latency_ms_{key}"]
+        for scorer, s in t["scorers"].items():
+            for stat in ("mean", "stderr", "ci_low", "ci_high"):
+                if s.get(stat) is not None:
+                    metrics[f"{scorer}/{stat}"] = s[stat]
+        results.append(
+            TargetResult(
+                name=name,
+                provider=spec.provider,
+                model=spec.model,
+                params=spec.params.as_dict(),
+                sample_count=t["samples"],
+                metrics=metrics,
+            )
+        )
+    return results

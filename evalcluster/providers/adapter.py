@@ -1,0 +1,223 @@
+"""`HttpAdapter`: one HTTP call per completion, the part every wire format shares.
+
+A wire format subclasses it and fills four hooks: `build_call` (request -> URL, headers, JSON
+body), `parse_completion` (JSON -> `Completion`), `read_error` (error JSON -> `ErrorBody`) and
+`error_class` (status + `ErrorBody` -> exception class). Timing, transport failures, invalid
+bodies, retry delays and key scrubbing are handled here once.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from evalcluster.errors import (
+    AuthError,
+    ProtocolError,
+    ProviderError,
+    RateLimitedError,
+    SpecError,
+)
+from evalcluster.providers.base import (
+    Completion,
+    CompletionRequest,
+    ProviderAdapter,
+    RateLimitSnapshot,
+    Usage,
+)
+from evalcluster.providers.error_mapping import (
+    NOT_JSON,
+    ErrorBody,
+    body_snippet,
+    class_for_status,
+    decode_json,
+    make_error,
+    protocol_error,
+)
+from evalcluster.providers.netguard import check_url
+from evalcluster.providers.pricing import estimate_tokens
+from evalcluster.providers.ratelimit_headers import parse_rate_limits, retry_delay
+from evalcluster.providers.secrets import Secret
+from evalcluster.providers.transport import AiohttpTransport, HttpResponse, Transport
+from evalcluster.spec.models import ProviderConfig
+
+__all__ = ["HttpAdapter", "HttpCall", "estimated_usage"]
+
+# What a body that does not have the promised shape raises while being read.
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """The HTTP request an adapter makes for one completion."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: Any
+    method: str = "POST"
+
+
+class HttpAdapter(ProviderAdapter):
+    """Base of the HTTP wire formats. The API key stays in a `Secret`, never in a repr."""
+
+    kind: ClassVar[str]
+    default_base_url: ClassVar[str | None] = None
+    default_key_env: ClassVar[str | None] = None  # what the vendor's own SDK reads
+    key_required: ClassVar[bool] = True
+    guard_private_network: ClassVar[bool] = False  # refuse link-local/metadata addresses
+
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        *,
+        api_key: Secret | None = None,
+        transport: Transport | None = None,
+    ):
+        self.name = name
+        self.config = config
+        self._api_key = api_key
+        base_url = config.base_url or self.default_base_url
+        self.base_url = base_url.rstrip("/") if base_url else ""
+        self._check_urls()
+        self._owns_transport = transport is None
+        self.transport = transport or AiohttpTransport(config.max_concurrency)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+
+    @classmethod
+    def requires_key(cls, config: ProviderConfig) -> bool:
+        """Whether a call cannot be made without an API key."""
+        return cls.key_required
+
+    def _check_urls(self) -> None:
+        if not self.base_url:
+            raise SpecError(
+                f"provider {self.name!r} (kind {self.kind}) needs base_url",
+                field=f"providers.{self.name}.base_url",
+            )
+        check_url(
+            self.base_url,
+            provider=self.name,
+            field=f"providers.{self.name}.base_url",
+            allow_private_network=self.config.allow_private_network
+            or not self.guard_private_network,
+        )
+
+    @property
+    def api_key(self) -> str | None:
+        """The key's value, for building headers only."""
+        return self._api_key.reveal() if self._api_key is not None else None
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        call = self.build_call(request)
+        started = time.perf_counter()
+        try:
+            response = await self.transport.request(
+                call.method, call.url, call.headers, call.body, self.config.timeout_s
+            )
+        except ProviderError as exc:
+            exc.provider = exc.provider or self.name
+            raise
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response.status >= 400 or response.status < 200:
+            raise self.error_for(response)
+        payload = decode_json(response.body)
+        if payload is NOT_JSON:
+            what = "empty body" if not response.body.strip() else "invalid JSON"
+            raise self.protocol_error(what, response)
+        try:
+            return self.parse_completion(request, payload, response, latency_ms)
+        except ProviderError:
+            raise
+        except _SHAPE_ERRORS as exc:
+            raise self.protocol_error(
+                f"unexpected response shape ({type(exc).__name__})", response
+            ) from None
+
+    async def aclose(self) -> None:
+        if self._owns_transport:
+            await self.transport.aclose()
+
+    # --- hooks -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def build_call(self, request: CompletionRequest) -> HttpCall:
+        """The HTTP request for `request`."""
+
+    @abstractmethod
+    def parse_completion(
+        self, request: CompletionRequest, payload: Any, response: HttpResponse, latency_ms: float
+    ) -> Completion:
+        """The `Completion` in a successful JSON body (raise a `ProviderError` if it is none)."""
+
+    @abstractmethod
+    def read_error(self, payload: Any) -> ErrorBody | None:
+        """The error described by an error body, or None if it has no recognisable shape."""
+
+    def error_class(self, status: int, error: ErrorBody) -> type[ProviderError]:
+        """The exception class for an error response; by default from the status alone."""
+        return class_for_status(status)
+
+    def retry_after(self, response: HttpResponse, payload: Any) -> float | None:
+        """The delay the provider asks for; by default from its headers."""
+        return retry_delay(response.headers)
+
+    # --- shared helpers ----------------------------------------------------------------------
+
+    def error_for(self, response: HttpResponse, payload: Any = None) -> ProviderError:
+        """The `ProviderError` an error response means."""
+        if payload is None:
+            payload = decode_json(response.body)
+        error = None if payload is NOT_JSON else self.read_error(payload)
+        if error is None:
+            return self._unreadable_error(response, payload)
+        return self.error_from(response.status, error, response, payload)
+
+    def error_from(
+        self, status: int, error: ErrorBody, response: HttpResponse, payload: Any
+    ) -> ProviderError:
+        """A `ProviderError` for `error`, reported with HTTP `status`."""
+        cls = self.error_class(status, error)
+        return make_error(
+            cls,
+            error.describe(),
+            response,
+            provider=self.name,
+            secret=self._api_key,
+            retry_after_s=self.retry_after(response, payload),
+            status=status,
+        )
+
+    def _unreadable_error(self, response: HttpResponse, payload: Any) -> ProviderError:
+        # Statuses that mean the same whatever the body: a gateway's bare 429 is still a rate
+        # limit, a bare 401 still a bad key. Anything else unreadable is a protocol error.
+        cls = class_for_status(response.status)
+        if cls in (RateLimitedError, AuthError):
+            return make_error(
+                cls,
+                body_snippet(response.body, self._api_key),
+                response,
+                provider=self.name,
+                secret=self._api_key,
+                retry_after_s=self.retry_after(response, payload),
+            )
+        what = "error body is not JSON" if payload is NOT_JSON else "unrecognised error body"
+        return self.protocol_error(what, response)
+
+    def protocol_error(self, why: str, response: HttpResponse) -> ProtocolError:
+        return protocol_error(why, response, provider=self.name, secret=self._api_key)
+
+    def rate_limits(self, response: HttpResponse) -> RateLimitSnapshot:
+        """The provider's rate-limit headers on `response`."""
+        return parse_rate_limits(response.headers)
+
+
+def estimated_usage(request: CompletionRequest, text: str) -> Usage:
+    """Usage counted by us when the provider reported none (`estimated=True`)."""
+    input_tokens = sum(estimate_tokens(m.content) for m in request.messages)
+    return Usage(input_tokens, estimate_tokens(text), estimated=True)

@@ -1,0 +1,60 @@
+"""Provider kind -> adapter class, looked up lazily by "module:attr" so that an unused wire
+format is never imported. `register_provider` adds kinds (or replaces one, e.g. in tests)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import TypeVar
+
+from evalcluster.errors import SpecError
+from evalcluster.providers.base import ProviderAdapter
+
+__all__ = ["adapter_class", "known_kinds", "register_provider"]
+
+_ENTRIES: dict[str, str | type[ProviderAdapter]] = {
+    "openai": "evalcluster.providers.openai:OpenAIAdapter",
+    "local": "evalcluster.providers.local:LocalAdapter",
+    "openrouter": "evalcluster.providers.openrouter:OpenRouterAdapter",
+    "anthropic": "evalcluster.providers.anthropic:AnthropicAdapter",
+    "gemini": "evalcluster.providers.gemini:GeminiAdapter",
+    "custom": "evalcluster.providers.custom:CustomAdapter",
+}
+
+A = TypeVar("A", bound=type[ProviderAdapter])
+
+
+def register_provider(kind: str, target: str | None = None) -> Callable[[A], A]:
+    """Register an adapter for `kind`: as a class decorator, or with a "module:attr" string
+    (`register_provider("mine", "pkg.mod:MyAdapter")`, which returns a no-op decorator)."""
+    if target is not None:
+        _ENTRIES[kind] = target
+
+    def decorate(cls: A) -> A:
+        _ENTRIES[kind] = cls
+        return cls
+
+    return decorate
+
+
+def known_kinds() -> list[str]:
+    """Every registered kind, sorted."""
+    return sorted(_ENTRIES)
+
+
+def adapter_class(kind: str) -> type[ProviderAdapter]:
+    """The adapter class of `kind`; an unknown kind raises `SpecError` with a suggestion."""
+    entry = _ENTRIES.get(kind)
+    if entry is None:
+        close = difflib.get_close_matches(kind, _ENTRIES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SpecError(
+            f"unknown provider kind {kind!r}{hint} (known: {', '.join(known_kinds())})",
+            field="kind",
+        )
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+        _ENTRIES[kind] = entry
+    return entry

@@ -1,0 +1,185 @@
+"""The one module that owns HTTP: a pooled aiohttp client behind a small `Transport` seam.
+
+Adapters never touch an HTTP library. They call `Transport.post_json` / `get` / `request` and
+get an `HttpResponse` back, or a `ProviderTimeoutError` / `ProviderConnectionError`: this module
+is the one translation table from the client library's exceptions to ours.
+
+aiohttp was chosen by measurement (see benchmarks/README.md, "Transport"): against the local
+simulator at 64 requests in flight it served roughly 6x httpx2's and 20x httpx's throughput.
+
+`MockTransport` is the seam for unit tests, in the spirit of httpx's MockTransport: a handler
+function answers each `HttpRequest` without any network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from evalcluster.errors import ProviderConnectionError, ProviderTimeoutError
+
+__all__ = [
+    "AiohttpTransport",
+    "HttpRequest",
+    "HttpResponse",
+    "MockTransport",
+    "Transport",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One request as a transport sees it. Header names keep the caller's spelling."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+    timeout_s: float
+
+    def json(self) -> Any:
+        """The body decoded as JSON (tests use it to inspect what an adapter sent)."""
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A whole response. Header names are lower-cased; `body` is the raw bytes."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class Transport(ABC):
+    """Sends one HTTP request and returns the whole response. Never follows redirects."""
+
+    @abstractmethod
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        """Send `request`; raise `ProviderTimeoutError` or `ProviderConnectionError` on failure."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Any = None,
+        timeout_s: float = 60.0,
+    ) -> HttpResponse:
+        """Send `body` (JSON-encoded when not None) with `method` to `url`."""
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        sent = dict(headers)
+        if data is not None:
+            sent.setdefault("Content-Type", "application/json")
+        return await self.send(HttpRequest(method, url, sent, data, timeout_s))
+
+    async def post_json(
+        self, url: str, headers: Mapping[str, str], body: Any, timeout_s: float
+    ) -> HttpResponse:
+        """POST `body` as JSON."""
+        return await self.request("POST", url, headers, body, timeout_s)
+
+    async def get(self, url: str, headers: Mapping[str, str], timeout_s: float) -> HttpResponse:
+        """GET `url`."""
+        return await self.request("GET", url, headers, None, timeout_s)
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release connections. The transport may be used again afterwards (it reopens)."""
+
+
+class AiohttpTransport(Transport):
+    """aiohttp with one pooled `TCPConnector` sized to the endpoint's concurrency.
+
+    The session is created lazily inside the running event loop (an aiohttp session is bound
+    to the loop it was made in, and Ray actors or `asyncio.run` create theirs late).
+    """
+
+    def __init__(self, max_connections: int = 64, *, dns_cache_s: int = 300):
+        self.max_connections = max_connections
+        self.dns_cache_s = dns_cache_s
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"AiohttpTransport(max_connections={self.max_connections})"
+
+    def _client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=0, ttl_dns_cache=self.dns_cache_s
+            )
+            # No cookies: a shared pool must not carry one caller's state into another's.
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False
+            )
+            self._loop = loop
+        return self._session
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        session = self._client()
+        timeout = aiohttp.ClientTimeout(total=request.timeout_s)
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                data=request.body,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return HttpResponse(response.status, headers, body)
+        except TimeoutError as exc:  # aiohttp's timeouts all derive from TimeoutError
+            raise ProviderTimeoutError(
+                f"no response within {request.timeout_s:g}s ({_describe(exc)})"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ProviderConnectionError(f"connection failed: {_describe(exc)}") from None
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+Handler = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
+
+
+class MockTransport(Transport):
+    """Answers requests with `handler(request)` (sync or async), recording every request.
+
+    The handler may raise `ProviderTimeoutError` / `ProviderConnectionError` to act out a
+    network failure.
+    """
+
+    def __init__(self, handler: Handler):
+        self.handler = handler
+        self.requests: list[HttpRequest] = []
+        self.closed = False
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.requests.append(request)
+        result = self.handler(request)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def aclose(self) -> None:
+        self.closed = True

@@ -1,0 +1,108 @@
+"""The response cache: finished answers reused across runs, kept in the store beside the lake.
+
+Layout: ``cache/<target identity>/<dataset>-<shard size>-<shard index>.parquet``. A shard reads
+its one part file, so a re-run of the same suite costs one read per shard and no provider call.
+Entries are matched by request hash (which covers everything that decides the answer), so a part
+file shared by suites that differ only in, say, scorers serves both, and a changed prompt simply
+misses. Only successful answers are written; failures are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from evalcluster.actors.calls import CallResult
+from evalcluster.spec.loader import LoadedSuite
+from evalcluster.spec.models import ProviderConfig, TargetSpec
+from evalcluster.store.fs import Store
+
+_SCHEMA = pa.schema(
+    [
+        ("request_hash", pa.string()),
+        ("text", pa.string()),
+        ("finish_reason", pa.string()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("usage_estimated", pa.bool_()),
+        ("cost_usd", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("served_by", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    request_hash: str
+    text: str | None
+    finish_reason: str | None
+    input_tokens: int
+    output_tokens: int
+    usage_estimated: bool
+    cost_usd: float  # what the answer cost when it was bought
+    latency_ms: float
+    served_by: str
+
+    def to_call_result(self) -> CallResult:
+        """A reused answer: the original usage, no attempt made and nothing spent now."""
+        return CallResult(
+            served_by=self.served_by,
+            attempts=0,
+            latency_ms=self.latency_ms,
+            text=self.text,
+            finish_reason=self.finish_reason,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            usage_estimated=self.usage_estimated,
+            cost_usd=0.0,
+        )
+
+
+def cache_entry_from_call(result: CallResult, request_hash: str = "") -> CacheEntry:
+    return CacheEntry(
+        request_hash=request_hash,
+        text=result.text,
+        finish_reason=result.finish_reason,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        usage_estimated=result.usage_estimated,
+        cost_usd=result.cost_usd,
+        latency_ms=result.latency_ms,
+        served_by=result.served_by,
+    )
+
+
+class ResponseCache:
+    def __init__(self, store: Store):
+        self.store = store
+
+    @staticmethod
+    def part_key(
+        suite: LoadedSuite, target: TargetSpec, provider: ProviderConfig, index: int
+    ) -> str:
+        identity = json.dumps(
+            {"kind": provider.kind, "model": target.model, "params": target.params.as_dict()},
+            sort_keys=True,
+        )
+        namespace = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        dataset = suite.dataset_sha256[:16]
+        return f"cache/{namespace}/{dataset}-{suite.spec.shard_size}-{index}.parquet"
+
+    def load(self, key: str) -> dict[str, CacheEntry]:
+        if not self.store.exists(key):
+            return {}
+        table = pq.read_table(io.BytesIO(self.store.get(key)), schema=_SCHEMA)
+        return {row["request_hash"]: CacheEntry(**row) for row in table.to_pylist()}
+
+    def save(self, key: str, entries: dict[str, CacheEntry]) -> None:
+        rows = [{**asdict(e), "request_hash": h} for h, e in entries.items()]
+        table = pa.Table.from_pylist(rows, schema=_SCHEMA) if rows else _SCHEMA.empty_table()
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        self.store.put(key, buffer.getvalue())

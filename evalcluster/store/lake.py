@@ -1,0 +1,357 @@
+"""The result rows: their Parquet schema, committing a shard once, and reading runs back.
+
+One row per sample x target x epoch. A shard is serialized whole in memory and written with one
+`Store.put_if_absent`, so a shard is committed exactly once and never seen half-written.
+
+The files keep ``run_id`` and ``target`` as plain string columns, so a single file is complete on
+its own, and the same names are the hive partition folders (see `layout`). Both agree because
+partition values are checked to read as strings (`layout.check_partition_value`), so the whole
+``runs/`` folder reads as one table with every column through::
+
+    pyarrow.dataset.dataset("<store>/runs", format="parquet", partitioning="hive")
+    duckdb: SELECT * FROM read_parquet('<store>/runs/*/*/*.parquet', hive_partitioning=true)
+    pyarrow.dataset.dataset("bucket/prefix/runs", filesystem=pyarrow.fs.S3FileSystem(...), ...)
+
+Runs with different scorers have different ``score_*`` columns: pyarrow infers the dataset
+schema from one file, so pass ``schema=`` (or use `runs_dataset`), and give DuckDB
+``union_by_name=true``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from evalcluster.errors import NotFoundError, StoreError
+from evalcluster.store.fs import Store
+from evalcluster.store.layout import (
+    RUNS_PREFIX,
+    ShardFile,
+    manifest_key,
+    parse_shard_key,
+    run_prefix,
+    shard_key,
+    target_prefix,
+)
+
+__all__ = [
+    "BASE_FIELDS",
+    "commit_shard",
+    "iter_result_batches",
+    "list_run_ids",
+    "list_shards",
+    "read_results",
+    "result_schema",
+    "runs_dataset",
+    "shard_key",
+    "shard_to_parquet_bytes",
+]
+
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+BASE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("suite", pa.string(), nullable=False),
+    pa.field("suite_version", pa.string(), nullable=False),
+    pa.field("target", pa.string(), nullable=False),
+    pa.field("provider", pa.string(), nullable=False),  # the configured provider
+    pa.field("served_by", pa.string(), nullable=False),  # who answered (differs on fallback)
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("epoch", pa.int32(), nullable=False),
+    pa.field("prompt", pa.string(), nullable=False),
+    pa.field("reference", pa.string()),
+    pa.field("output", pa.string()),
+    pa.field("finish_reason", pa.string()),
+    pa.field("input_tokens", pa.int64(), nullable=False),
+    pa.field("output_tokens", pa.int64(), nullable=False),
+    pa.field("usage_estimated", pa.bool_(), nullable=False),
+    pa.field("cost_usd", pa.float64(), nullable=False),
+    pa.field("latency_ms", pa.float64(), nullable=False),
+    pa.field("attempts", pa.int32(), nullable=False),
+    pa.field("cache_hit", pa.bool_(), nullable=False),
+    pa.field("error_kind", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("request_hash", pa.string(), nullable=False),
+    pa.field("finished_at", _UTC_MICROS, nullable=False),
+    pa.field("metadata", pa.string(), nullable=False),  # JSON object of the sample's metadata
+    pa.field("judge", pa.string()),  # JSON of the judge's raw verdicts
+    pa.field("judge_input_tokens", pa.int64(), nullable=False),
+    pa.field("judge_output_tokens", pa.int64(), nullable=False),
+    pa.field("judge_cost_usd", pa.float64(), nullable=False),
+)
+"""The columns every result file has, in order; ``score_<name>`` columns follow."""
+
+SCORE_PREFIX = "score_"
+
+
+def result_schema(scorer_names: Sequence[str]) -> pa.Schema:
+    """The schema of a run's result rows: `BASE_FIELDS`, then ``score_<name>`` per scorer."""
+    if isinstance(scorer_names, str):
+        raise StoreError("scorer_names must be a sequence of names, not one string")
+    seen: set[str] = set()
+    for name in scorer_names:
+        if not isinstance(name, str) or not name:
+            raise StoreError(f"invalid scorer name {name!r}")
+        if name in seen:
+            raise StoreError(f"scorer {name!r} is listed twice")
+        seen.add(name)
+    scores = [pa.field(f"{SCORE_PREFIX}{name}", pa.float64()) for name in scorer_names]
+    return pa.schema([*BASE_FIELDS, *scores])
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def _check_value(value: Any, arrow_type: pa.DataType) -> str | None:
+    """Why `value` cannot be stored as `arrow_type`, or None if it can."""
+    if pa.types.is_string(arrow_type):
+        ok = isinstance(value, str)
+    elif pa.types.is_integer(arrow_type):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and arrow_type.bit_width == 32 and not -(2**31) <= value < 2**31:
+            return f"{value} does not fit int32"
+    elif pa.types.is_floating(arrow_type):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif pa.types.is_boolean(arrow_type):
+        ok = isinstance(value, bool)
+    elif pa.types.is_timestamp(arrow_type):
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return "a naive datetime (needs a timezone)"
+        ok = isinstance(value, datetime)
+    else:  # pragma: no cover - the schema has no other types
+        ok = False
+    return None if ok else f"expected {arrow_type}, got {type(value).__name__}"
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]) -> pa.Table:
+    """Validate `rows` against `result_schema(scorer_names)` and build the Arrow table.
+
+    Raises StoreError naming the row and column of the first missing, unknown, null (where not
+    nullable) or wrongly typed value.
+    """
+    schema = result_schema(scorer_names)
+    names = set(schema.names)
+    for i, row in enumerate(rows):
+        unknown = [k for k in row if k not in names]
+        if unknown:
+            raise StoreError(f"result row {i}: unknown column {unknown[0]!r}")
+        missing = [n for n in schema.names if n not in row]
+        if missing:
+            raise StoreError(f"result row {i}: missing column {missing[0]!r}")
+    columns = []
+    for field in schema:
+        values = [row[field.name] for row in rows]
+        for i, value in enumerate(values):
+            if value is None:
+                if not field.nullable:
+                    raise StoreError(f"result row {i}: column {field.name!r} must not be null")
+                continue
+            problem = _check_value(value, field.type)
+            if problem:
+                raise StoreError(f"result row {i}: column {field.name!r}: {problem}")
+        try:
+            columns.append(pa.array(values, type=field.type))
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+            raise StoreError(f"result column {field.name!r}: {e}") from e
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def shard_to_parquet_bytes(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]) -> bytes:
+    """The whole Parquet file (zstd) for `rows`, built in memory; validated as `rows_to_table`."""
+    table = rows_to_table(rows, scorer_names)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def commit_shard(
+    store: Store,
+    run_id: str,
+    target: str,
+    index: int,
+    rows: Sequence[Mapping[str, Any]],
+    scorer_names: Sequence[str],
+) -> bool:
+    """Write shard `index` of `target` once. True if this call committed it, False if an
+    earlier attempt already had (its content is kept). Nothing is written if `rows` is invalid.
+    """
+    key = shard_key(run_id, target, index)
+    for i, row in enumerate(rows):
+        if row.get("run_id") != run_id or row.get("target") != target:
+            raise StoreError(
+                f"result row {i}: run_id/target {row.get('run_id')!r}/{row.get('target')!r} "
+                f"do not match shard {key}"
+            )
+    return store.put_if_absent(key, shard_to_parquet_bytes(rows, scorer_names))
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def list_run_ids(store: Store) -> list[str]:
+    """The ids of every run with a folder in the store, sorted."""
+    return [
+        name[len("run_id=") :]
+        for name in store.list_dirs(RUNS_PREFIX)
+        if name.startswith("run_id=") and len(name) > len("run_id=")
+    ]
+
+
+def list_shards(store: Store, run_id: str, *, target: str | None = None) -> list[ShardFile]:
+    """The committed shards of a run (of one target), ordered by target, then shard index."""
+    prefix = target_prefix(run_id, target) if target is not None else run_prefix(run_id)
+    shards = [s for s in map(parse_shard_key, store.list(prefix)) if s is not None]
+    return sorted(shards, key=lambda s: (s.target, s.index))
+
+
+def _shards_of_known_run(store: Store, run_id: str, target: str | None) -> list[ShardFile]:
+    shards = list_shards(store, run_id, target=target)
+    if not shards and not store.exists(manifest_key(run_id)):
+        raise NotFoundError(f"no run {run_id!r} in {store.uri}")
+    return shards
+
+
+def _open(store: Store, shard: ShardFile) -> pq.ParquetFile:
+    filesystem, path = store.arrow_filesystem_and_path(shard.key)
+    try:
+        return pq.ParquetFile(filesystem.open_input_file(path))
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"cannot read {store.full_uri(shard.key)}: {e}") from e
+
+
+def _check_columns(
+    parquet: pq.ParquetFile, columns: Sequence[str] | None, where: str
+) -> list[str] | None:
+    if columns is None:
+        return None
+    available = set(parquet.schema_arrow.names)
+    unknown = [c for c in columns if c not in available]
+    if unknown:
+        raise StoreError(f"no column {unknown[0]!r} in the results of {where}")
+    return list(columns)
+
+
+def _read_rows(
+    parquet: pq.ParquetFile, start: int, stop: int, columns: list[str] | None
+) -> pa.Table:
+    """Rows [start, stop) of one file, reading only the row groups that hold them."""
+    groups, first_row, row = [], None, 0
+    for g in range(parquet.metadata.num_row_groups):
+        n = parquet.metadata.row_group(g).num_rows
+        if row + n > start and row < stop:
+            groups.append(g)
+            first_row = row if first_row is None else first_row
+        row += n
+    if not groups:
+        return parquet.schema_arrow.empty_table().select(columns or parquet.schema_arrow.names)
+    table = parquet.read_row_groups(groups, columns=columns)
+    return table.slice(start - first_row, stop - start)
+
+
+def read_results(
+    store: Store,
+    run_id: str,
+    *,
+    target: str | None = None,
+    columns: Sequence[str] | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> pa.Table:
+    """Rows `offset` to `offset + limit` of a run (of one target), ordered by target, shard, row.
+
+    Only the footers of the files before the page are read (for their row counts), and only the
+    row groups that hold the page. Raises NotFoundError if the run does not exist and StoreError
+    naming an unknown column.
+    """
+    if offset < 0 or (limit is not None and limit < 0):
+        raise StoreError(f"invalid page offset={offset} limit={limit}: must be >= 0")
+    shards = _shards_of_known_run(store, run_id, target)
+    where = f"run {run_id!r}"
+    skip, remaining = offset, math.inf if limit is None else limit
+    tables: list[pa.Table] = []
+    for shard in shards:
+        if remaining <= 0:
+            break
+        parquet = _open(store, shard)
+        selected = _check_columns(parquet, columns, where)
+        rows = parquet.metadata.num_rows
+        if skip >= rows:
+            skip -= rows
+            continue
+        stop = int(min(rows, skip + remaining))
+        tables.append(_read_rows(parquet, skip, stop, selected))
+        remaining -= stop - skip
+        skip = 0
+    if not tables:
+        return _empty(shards, store, columns, where)
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def _empty(
+    shards: list[ShardFile], store: Store, columns: Sequence[str] | None, where: str
+) -> pa.Table:
+    if shards:  # a page past the end: keep the run's own schema
+        parquet = _open(store, shards[0])
+        selected = _check_columns(parquet, columns, where)
+        return parquet.schema_arrow.empty_table().select(selected or parquet.schema_arrow.names)
+    schema = result_schema([])
+    if columns is None:
+        return schema.empty_table()
+    fields = []
+    for name in columns:
+        if name in schema.names:
+            fields.append(schema.field(name))
+        elif name.startswith(SCORE_PREFIX):
+            fields.append(pa.field(name, pa.float64()))
+        else:
+            raise StoreError(f"no column {name!r} in the results of {where}")
+    return pa.schema(fields).empty_table()
+
+
+def iter_result_batches(
+    store: Store,
+    run_id: str,
+    columns: Sequence[str] | None = None,
+    *,
+    target: str | None = None,
+    batch_size: int = 1024,
+) -> Iterator[pa.RecordBatch]:
+    """Stream a run's rows as record batches, in `read_results` order, one file open at a time."""
+    shards = _shards_of_known_run(store, run_id, target)
+    for shard in shards:
+        parquet = _open(store, shard)
+        selected = _check_columns(parquet, columns, f"run {run_id!r}")
+        try:
+            yield from parquet.iter_batches(batch_size=batch_size, columns=selected)
+        except (OSError, pa.ArrowException) as e:
+            raise StoreError(f"cannot read {store.full_uri(shard.key)}: {e}") from e
+
+
+def runs_dataset(store: Store, scorer_names: Sequence[str] = ()) -> ds.Dataset:
+    """Every run in the store as one hive-partitioned pyarrow dataset with the schema
+    `result_schema(scorer_names)`: list the union of the runs' scorers; scores a run lacks
+    read as null. (Left to itself pyarrow takes the schema of the first file it finds.)
+    """
+    filesystem, path = store.arrow_filesystem_and_path(RUNS_PREFIX.rstrip("/"))
+    partitioning = ds.partitioning(
+        pa.schema([("run_id", pa.string()), ("target", pa.string())]), flavor="hive"
+    )
+    try:
+        return ds.dataset(
+            path,
+            filesystem=filesystem,
+            format="parquet",
+            partitioning=partitioning,
+            schema=result_schema(scorer_names),
+        )
+    except FileNotFoundError as e:
+        raise NotFoundError(f"no runs in {store.uri}") from e
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"cannot read the runs in {store.uri}: {e}") from e

@@ -1,0 +1,375 @@
+"""MLflow logging of evaluation runs: one parent run per evaluation, one child run per target.
+
+Everything goes through one explicit `MlflowClient` (never MLflow's fluent, process-global
+active run), so several evaluations in one process or thread cannot interfere. Every MLflow
+failure surfaces as `TrackingError`; the caller has already written the results lake.
+See docs/mlflow.md for what is logged where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracing.client import TracingClient
+
+from evalcluster.errors import TrackingError
+from evalcluster.tracking import fields as f
+from evalcluster.tracking.connection import (
+    DEFAULT_TRACKING_URI,
+    connect,
+    mlflow_errors,
+    redact_uri,
+)
+from evalcluster.tracking.sample_traces import build_sample_trace, collect_rows, log_sample_traces
+
+RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+SUMMARY_ARTIFACT = "summary.json"
+SUITE_ARTIFACT = "suite.yaml"
+SAMPLES_TABLE_ARTIFACT = "samples.json"
+DATASET_CONTEXT = "evaluation"
+# MLflow's batch limits (mlflow.utils.validation): 100 params and 1000 metrics per log_batch.
+_PARAMS_PER_BATCH = 100
+_METRICS_PER_BATCH = 1000
+
+
+@dataclass
+class TargetResult:
+    """One target's outcome, with its metrics already computed by the job."""
+
+    name: str
+    provider: str
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+    sample_count: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    """``<scorer>/mean``, ``<scorer>/stderr``, ``tokens/input``, ``tokens/output``,
+    ``cost_usd``, ``latency_ms/p50``, ``latency_ms/p95``, ``errors``."""
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """What a finished parent run needs to know about its evaluation, read from its tags."""
+
+    experiment_id: str
+    run_id: str
+    suite: str
+    suite_version: str
+    results_uri: str
+    seed: str
+    start_time: int
+
+
+class MlflowTracker:
+    """Logs evaluation runs to the MLflow tracking store at `tracking_uri`.
+
+    Raises `TrackingError` at once if the store is unusable (an HTTP server is probed with a
+    3-second timeout; see `evalcluster.tracking.connection` for the HTTP retry settings).
+    """
+
+    def __init__(self, tracking_uri: str = DEFAULT_TRACKING_URI):
+        self._uri = tracking_uri
+        self._client: MlflowClient = connect(tracking_uri)
+        with mlflow_errors("opening the trace store", tracking_uri):
+            self._traces = TracingClient(tracking_uri)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._uri
+
+    def __repr__(self) -> str:
+        return f"MlflowTracker({redact_uri(self._uri)!r})"
+
+    # -- parent run -------------------------------------------------------------------------
+
+    def start_evaluation(
+        self,
+        *,
+        suite: str,
+        suite_version: str,
+        run_id: str,
+        results_uri: str,
+        suite_file_text: str,
+        seed: int,
+        sample_count: int,
+        resumed_from: list[str] | None = None,
+    ) -> str:
+        """Open the parent run (status RUNNING) of evaluation `run_id`; returns its MLflow id.
+
+        Logs params, tags, the suite file and the results dataset right away, so a driver that
+        dies leaves a run that says what it was doing.
+        """
+        with mlflow_errors("starting the evaluation run", self._uri):
+            experiment_id = self._experiment_id(f.experiment_name(suite))
+            tags = {
+                f.TAG_RUN_ID: run_id,
+                f.TAG_RESULTS_URI: f.tag_value(results_uri),
+                f.TAG_SUITE: suite,
+                f.TAG_SUITE_VERSION: suite_version,
+                f.TAG_ROLE: f.ROLE_EVALUATION,
+            }
+            if resumed_from:
+                tags[f.TAG_RESUMED_FROM] = f.tag_value(",".join(resumed_from))
+            run = self._client.create_run(experiment_id, tags=tags, run_name=run_id)
+            parent_id = run.info.run_id
+            params = {
+                "suite_version": suite_version,
+                "seed": str(seed),
+                "sample_count": str(sample_count),
+            }
+            self._log_batch(parent_id, params=params)
+            self._client.log_text(parent_id, suite_file_text, SUITE_ARTIFACT)
+            self._log_dataset(parent_id, suite=suite, run_id=run_id, results_uri=results_uri)
+        return parent_id
+
+    def finish_evaluation(
+        self,
+        parent_run_id: str,
+        *,
+        status: str,
+        summary: dict,
+        targets: list[TargetResult],
+        samples: Iterable[Mapping] = (),
+        max_traced_samples: int = 1000,
+    ) -> None:
+        """Log the outcome: one child run per target, summary, per-sample traces; close all.
+
+        `status` is ``FINISHED``, ``FAILED`` or ``KILLED`` (anything else is a `ValueError`).
+        Up to `max_traced_samples` rows of `samples` per target become traces. The runs are
+        closed even when part of the logging failed; the first failure is then raised as
+        `TrackingError`.
+        """
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
+        first_error: TrackingError | None = None
+        child_ids: dict[str, str] = {}
+        with mlflow_errors("reading the evaluation run", self._uri):
+            evaluation = self._evaluation(parent_run_id)
+        try:
+            with mlflow_errors("logging the evaluation results", self._uri):
+                self._client.log_dict(parent_run_id, summary, SUMMARY_ARTIFACT)
+                for target in targets:
+                    child_ids[target.name] = self._log_target(evaluation, parent_run_id, target)
+                per_target = [(t.name, f.finite_metrics(t.metrics)) for t in targets]
+                self._log_batch(parent_run_id, metrics=f.parent_metrics(per_target))
+                self._client.set_tag(parent_run_id, "evalcluster.targets", ",".join(child_ids))
+            with mlflow_errors("logging per-sample traces", self._uri):
+                self._log_samples(evaluation, child_ids, samples, max_traced_samples)
+        except TrackingError as exc:
+            first_error = exc
+        try:
+            with mlflow_errors("closing the evaluation runs", self._uri):
+                for child_id in child_ids.values():
+                    self._client.set_terminated(child_id, status=status)
+                self._client.set_terminated(parent_run_id, status=status)
+        except TrackingError as exc:
+            first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    def mark_killed(self, mlflow_run_id: str) -> None:
+        """Close as KILLED a parent run, and its children, that a killed driver left RUNNING.
+
+        Runs already closed keep their status, so calling this twice is harmless.
+        """
+        with mlflow_errors("marking the run killed", self._uri):
+            run = self._client.get_run(mlflow_run_id)
+            children = self._client.search_runs(
+                [run.info.experiment_id],
+                filter_string=(
+                    f"tags.`{f.TAG_PARENT_RUN_ID}` = '{mlflow_run_id}' "
+                    "and attributes.status = 'RUNNING'"
+                ),
+            )
+            for child in children:
+                self._client.set_terminated(child.info.run_id, status="KILLED")
+            if run.info.status == "RUNNING":
+                self._client.set_terminated(mlflow_run_id, status="KILLED")
+
+    def find_running(self, run_id: str) -> list[str]:
+        """MLflow ids of the parent runs of evaluation `run_id` that are still RUNNING."""
+        with mlflow_errors("searching running evaluations", self._uri):
+            experiment_ids = [
+                e.experiment_id
+                for e in self._all_experiments(f"name LIKE '{f.EXPERIMENT_PREFIX}%'")
+            ]
+            found: list[str] = []
+            for start in range(0, len(experiment_ids), 100):
+                found += self._search_running(experiment_ids[start : start + 100], run_id)
+            return found
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _experiment_id(self, name: str) -> str:
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                self._client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        try:
+            return self._client.create_experiment(name)
+        except MlflowException:
+            # Another driver created it between our read and our create.
+            experiment = self._client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _all_experiments(self, filter_string: str) -> list:
+        experiments, token = [], None
+        while True:
+            page = self._client.search_experiments(
+                filter_string=filter_string, max_results=1000, page_token=token
+            )
+            experiments += list(page)
+            token = page.token
+            if not token:
+                return experiments
+
+    def _search_running(self, experiment_ids: list[str], run_id: str) -> list[str]:
+        filters = [f"tags.`{f.TAG_ROLE}` = '{f.ROLE_EVALUATION}'", "attributes.status = 'RUNNING'"]
+        if "'" not in run_id:  # the filter grammar has no escapes; such ids match client-side
+            filters.append(f"tags.`{f.TAG_RUN_ID}` = '{run_id}'")
+        found, token = [], None
+        while True:
+            page = self._client.search_runs(
+                experiment_ids,
+                filter_string=" and ".join(filters),
+                max_results=1000,
+                page_token=token,
+            )
+            found += [r.info.run_id for r in page if r.data.tags.get(f.TAG_RUN_ID) == run_id]
+            token = page.token
+            if not token:
+                return found
+
+    def _evaluation(self, parent_run_id: str) -> _Evaluation:
+        run = self._client.get_run(parent_run_id)
+        tags = run.data.tags
+        if tags.get(f.TAG_ROLE) != f.ROLE_EVALUATION:
+            raise TrackingError(f"MLflow run {parent_run_id} is not an evalcluster evaluation run")
+        return _Evaluation(
+            experiment_id=run.info.experiment_id,
+            run_id=tags[f.TAG_RUN_ID],
+            suite=tags[f.TAG_SUITE],
+            suite_version=tags[f.TAG_SUITE_VERSION],
+            results_uri=tags[f.TAG_RESULTS_URI],
+            seed=run.data.params.get("seed", ""),
+            start_time=run.info.start_time,
+        )
+
+    def _log_target(self, evaluation: _Evaluation, parent_id: str, target: TargetResult) -> str:
+        tags = {
+            f.TAG_PARENT_RUN_ID: parent_id,
+            f.TAG_ROLE: f.ROLE_TARGET,
+            f.TAG_RUN_ID: evaluation.run_id,
+            f.TAG_RESULTS_URI: evaluation.results_uri,
+            f.TAG_SUITE: evaluation.suite,
+            f.TAG_SUITE_VERSION: evaluation.suite_version,
+            f.TAG_TARGET: target.name,
+        }
+        child = self._client.create_run(
+            evaluation.experiment_id,
+            start_time=evaluation.start_time,
+            tags=tags,
+            run_name=target.name,
+        )
+        child_id = child.info.run_id
+        params = {
+            "suite_version": evaluation.suite_version,
+            "model": target.model,
+            "provider": target.provider,
+            "sample_count": str(target.sample_count),
+            "seed": evaluation.seed,
+            **f.flatten_params(target.params, prefix=f.GENERATION_PARAM_PREFIX),
+        }
+        self._log_batch(child_id, params=params, metrics=f.finite_metrics(target.metrics))
+        self._log_dataset(
+            child_id,
+            suite=evaluation.suite,
+            run_id=evaluation.run_id,
+            results_uri=evaluation.results_uri,
+        )
+        return child_id
+
+    def _log_samples(
+        self,
+        evaluation: _Evaluation,
+        child_ids: Mapping[str, str],
+        samples: Iterable[Mapping],
+        cap: int,
+    ) -> None:
+        rows_by_target = collect_rows(samples, list(child_ids), cap)
+        for target, rows in rows_by_target.items():
+            if not rows:
+                continue
+            child_id = child_ids[target]
+            traces = [
+                build_sample_trace(
+                    row,
+                    experiment_id=evaluation.experiment_id,
+                    source_run_id=child_id,
+                    eval_run_id=evaluation.run_id,
+                )
+                for row in rows
+            ]
+            log_sample_traces(self._traces, evaluation.experiment_id, traces)
+            table = [
+                {**row, "trace_id": trace.info.trace_id}
+                for row, trace in zip(rows, traces, strict=True)
+            ]
+            self._log_table(child_id, table)
+
+    def _log_table(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        columns: dict[str, list] = {}
+        for row in rows:
+            for key in row:
+                columns.setdefault(key, [])
+        for row in rows:
+            for key, values in columns.items():
+                value = row.get(key)
+                plain = isinstance(value, str | int | float | bool | None)
+                values.append(value if plain else str(value))
+        self._client.log_table(run_id, data=columns, artifact_file=SAMPLES_TABLE_ARTIFACT)
+
+    def _log_dataset(
+        self, mlflow_run_id: str, *, suite: str, run_id: str, results_uri: str
+    ) -> None:
+        digest = hashlib.sha256(f"{run_id}\n{results_uri}".encode()).hexdigest()[:16]
+        with warnings.catch_warnings():
+            # A local path matches two registered local sources; both are the same class.
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(results_uri)
+        dataset = MetaDataset(
+            source=source,
+            name=f"{suite}/{run_id}",
+            digest=digest,
+        )
+        context = InputTag(key="mlflow.data.context", value=DATASET_CONTEXT)
+        self._client.log_inputs(
+            mlflow_run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
+        )
+
+    def _log_batch(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        now_ms = int(time.time() * 1000)
+        param_list = [Param(k, v) for k, v in (params or {}).items()]
+        metric_list = [Metric(k, v, now_ms, 0) for k, v in (metrics or {}).items()]
+        for start in range(0, len(param_list), _PARAMS_PER_BATCH):
+            self._client.log_batch(run_id, params=param_list[start : start + _PARAMS_PER_BATCH])
+        for start in range(0, len(metric_list), _METRICS_PER_BATCH):
+            self._client.log_batch(run_id, metrics=metric_list[start : start + _METRICS_PER_BATCH])
