@@ -130,6 +130,8 @@ class HttpAdapter(ProviderAdapter):
         if payload is NOT_JSON:
             what = "empty body" if not response.body.strip() else "invalid JSON"
             raise self.protocol_error(what, response)
+        if isinstance(payload, dict) and payload.get("error"):
+            raise self.embedded_error(payload["error"], response, payload)
         try:
             return self.parse_completion(request, payload, response, latency_ms)
         except ProviderError:
@@ -192,6 +194,15 @@ class HttpAdapter(ProviderAdapter):
             retry_after_s=self.retry_after(response, payload),
             status=status,
         )
+
+    def embedded_error(self, embedded: Any, response: HttpResponse, payload: Any) -> ProviderError:
+        """An error inside a 2xx body (OpenRouter and gateways do this): an error, never an
+        answer. Its own numeric `code` is the status when it has one, else 502 (an upstream
+        failed behind a gateway that answered)."""
+        error = self.read_error(payload) or ErrorBody(body_snippet(response.body, self._api_key))
+        code = embedded.get("code") if isinstance(embedded, dict) else None
+        status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+        return self.error_from(status, error, response, payload)
 
     def _unreadable_error(self, response: HttpResponse, payload: Any) -> ProviderError:
         # Statuses that mean the same whatever the body: a gateway's bare 429 is still a rate

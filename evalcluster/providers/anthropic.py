@@ -87,8 +87,6 @@ class AnthropicAdapter(HttpAdapter):
     def parse_completion(
         self, request: CompletionRequest, payload: Any, response: HttpResponse, latency_ms: float
     ) -> Completion:
-        if payload.get("type") == "error":
-            raise self.error_for(response, payload)
         blocks = payload["content"]
         text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
         raw = payload.get("stop_reason")

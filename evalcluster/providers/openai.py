@@ -74,6 +74,8 @@ class OpenAIAdapter(HttpAdapter):
         if not choices:
             raise self.protocol_error("no choices in the response", response)
         choice = choices[0]
+        if choice.get("error"):  # OpenRouter: an upstream failed mid-answer (finish "error")
+            raise self.embedded_error(choice["error"], response, {"error": choice["error"]})
         message = choice.get("message") or {}
         text = _message_text(message.get("content"))
         raw = choice.get("finish_reason")

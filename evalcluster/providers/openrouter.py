@@ -9,7 +9,8 @@ Reference: openrouter.ai/docs (API reference, "Errors", "Usage accounting", "Pro
   our pricing table;
 - 402 means the credits ran out (never retried); a 403 for flagged input is a content filter;
 - an error can arrive inside an HTTP 200 body, top-level or in a choice (`finish_reason:
-  "error"`): it is an error with the embedded code, never an answer.
+  "error"`): it is an error with the embedded code, never an answer (handled for every
+  OpenAI-compatible server by `HttpAdapter` and `OpenAIAdapter`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from evalcluster.errors import ContentFilteredError, ProviderError
-from evalcluster.providers.base import Completion, CompletionRequest
+from evalcluster.providers.base import CompletionRequest
 from evalcluster.providers.error_mapping import ErrorBody
 from evalcluster.providers.openai import OpenAIAdapter, read_openai_error
-from evalcluster.providers.transport import HttpResponse
 
 __all__ = ["OpenRouterAdapter"]
 
@@ -47,22 +47,6 @@ class OpenRouterAdapter(OpenAIAdapter):
         if self.config.provider_routing:
             body["provider"] = dict(self.config.provider_routing)
         return body
-
-    def parse_completion(
-        self, request: CompletionRequest, payload: Any, response: HttpResponse, latency_ms: float
-    ) -> Completion:
-        embedded = payload.get("error") if isinstance(payload, dict) else None
-        if embedded is None and payload.get("choices"):
-            embedded = payload["choices"][0].get("error")
-        if embedded is not None:
-            raise self._embedded_error(embedded, response, payload)
-        return super().parse_completion(request, payload, response, latency_ms)
-
-    def _embedded_error(self, embedded: Any, response: HttpResponse, payload: Any) -> ProviderError:
-        error = read_openai_error({"error": embedded}) or ErrorBody("error in a 200 response")
-        code = embedded.get("code") if isinstance(embedded, dict) else None
-        status = code if isinstance(code, int) and 400 <= code <= 599 else 502
-        return self.error_from(status, error, response, payload)
 
     def reported_cost(self, usage: Any) -> float | None:
         cost = usage.get("cost") if isinstance(usage, dict) else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -68,61 +68,62 @@ def compare_paired(
     if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
         raise ValueError("scores must be finite numbers")
     n = len(common)
-    base = {
-        "n": n,
-        "a_better": int(np.sum(xs > ys)),
-        "b_better": int(np.sum(ys > xs)),
-        "dropped_a": len(scored_a - scored_b),
-        "dropped_b": len(scored_b - scored_a),
-    }
-    if n == 0:
-        return Comparison(
-            mean_a=None,
-            mean_b=None,
-            diff=None,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            method="none",
-            **base,
-        )
-    mean_a, mean_b = math.fsum(xs) / n, math.fsum(ys) / n
-    means = {"mean_a": mean_a, "mean_b": mean_b, "diff": mean_b - mean_a}
-    is_binary = bool(np.all((xs == 0) | (xs == 1)) and np.all((ys == 0) | (ys == 1)))
-    if is_binary:
-        p_value, method = mcnemar(base["a_better"], base["b_better"], exact_below=exact_below)
-        diffs = summarize((ys - xs).tolist(), confidence=confidence, interval="t")
-        return Comparison(
-            ci_low=diffs.ci_low,
-            ci_high=diffs.ci_high,
-            p_value=p_value,
-            method=method,
-            **means,
-            **base,
-        )
-    low, high, p_value = paired_bootstrap(ys - xs, confidence, resamples, seed)
+    mean_a = mean_b = diff = low = high = p_value = None
+    method = "none"
+    if n > 0:
+        mean_a, mean_b = math.fsum(xs) / n, math.fsum(ys) / n
+        diff = mean_b - mean_a
+        if bool(np.all((xs == 0) | (xs == 1)) and np.all((ys == 0) | (ys == 1))):
+            p_value, method = mcnemar(int(np.sum(xs > ys)), int(np.sum(ys > xs)), exact_below)
+            interval = summarize((ys - xs).tolist(), confidence=confidence, interval="t")
+            low, high = interval.ci_low, interval.ci_high
+        else:
+            low, high, p_value = paired_bootstrap(ys - xs, confidence, resamples, seed)
+            method = "paired_bootstrap"
     return Comparison(
-        ci_low=low, ci_high=high, p_value=p_value, method="paired_bootstrap", **means, **base
+        n=n,
+        mean_a=mean_a,
+        mean_b=mean_b,
+        diff=diff,
+        ci_low=low,
+        ci_high=high,
+        p_value=p_value,
+        method=method,
+        a_better=int(np.sum(xs > ys)),
+        b_better=int(np.sum(ys > xs)),
+        dropped_a=len(scored_a - scored_b),
+        dropped_b=len(scored_b - scored_a),
     )
 
 
-def mcnemar(a_only: int, b_only: int, *, exact_below: int = EXACT_BELOW) -> tuple[float, str]:
+class McNemarResult(NamedTuple):
+    p_value: float
+    method: str  # "mcnemar_exact" or "mcnemar_chi2_cc"
+
+
+class BootstrapResult(NamedTuple):
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+
+
+def mcnemar(a_only: int, b_only: int, exact_below: int = EXACT_BELOW) -> McNemarResult:
     """McNemar's two-sided p-value from the two discordant counts, and the method used."""
     discordant = a_only + b_only
     if discordant < exact_below:
         p = 2.0 * binomial_cdf_half(min(a_only, b_only), discordant)
-        return min(1.0, p), "mcnemar_exact"
+        return McNemarResult(min(1.0, p), "mcnemar_exact")
     statistic = max(abs(a_only - b_only) - 1, 0) ** 2 / discordant
-    return chi2_sf_1df(statistic), "mcnemar_chi2_cc"
+    return McNemarResult(chi2_sf_1df(statistic), "mcnemar_chi2_cc")
 
 
 def paired_bootstrap(
     diffs: np.ndarray, confidence: float, resamples: int, seed: int
-) -> tuple[float | None, float | None, float | None]:
+) -> BootstrapResult:
     """Percentile interval and two-sided p-value of the mean of `diffs`, by resampling."""
     n = len(diffs)
     if n < 2 or resamples < 1:
-        return None, None, None
+        return BootstrapResult(None, None, None)
     rng = np.random.default_rng(seed)
     boot = np.empty(resamples)
     step = max(1, _CHUNK_ELEMENTS // n)
@@ -135,4 +136,4 @@ def paired_bootstrap(
     # Re-centre on the null; the tiny slack keeps exact ties counted despite rounding.
     extreme = np.abs(boot - observed) >= abs(observed) * (1 - 1e-12)
     p_value = (1.0 + float(np.sum(extreme))) / (1.0 + resamples)
-    return float(low), float(high), min(1.0, p_value)
+    return BootstrapResult(float(low), float(high), min(1.0, p_value))

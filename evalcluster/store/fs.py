@@ -80,7 +80,12 @@ class Store(ABC):
 
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Create `key` with `data` unless it exists. True if this call created it."""
+        """Create `key` with `data` unless it exists. True if this call created it.
+
+        False means the existing object was kept untouched. On S3, if a transient error made
+        the SDK retry a put whose first try had in fact landed, the retry sees 412 and this
+        returns False although the object holds this call's data.
+        """
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:

@@ -19,8 +19,10 @@ schema from one file, so pass ``schema=`` (or use `runs_dataset`), and give Duck
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -109,25 +111,38 @@ def result_schema(scorer_names: Sequence[str]) -> pa.Schema:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def _check_value(value: Any, arrow_type: pa.DataType) -> str | None:
-    """Why `value` cannot be stored as `arrow_type`, or None if it can."""
+def _value_checker(arrow_type: pa.DataType) -> Callable[[Any], str | None]:
+    """A function saying why a (non-null) value cannot be stored as `arrow_type`, or None."""
+
+    def wrong(value: Any) -> str:
+        return f"expected {arrow_type}, got {type(value).__name__}"
+
     if pa.types.is_string(arrow_type):
-        ok = isinstance(value, str)
-    elif pa.types.is_integer(arrow_type):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if ok and arrow_type.bit_width == 32 and not -(2**31) <= value < 2**31:
-            return f"{value} does not fit int32"
-    elif pa.types.is_floating(arrow_type):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif pa.types.is_boolean(arrow_type):
-        ok = isinstance(value, bool)
-    elif pa.types.is_timestamp(arrow_type):
-        if isinstance(value, datetime) and value.tzinfo is None:
-            return "a naive datetime (needs a timezone)"
-        ok = isinstance(value, datetime)
-    else:  # pragma: no cover - the schema has no other types
-        ok = False
-    return None if ok else f"expected {arrow_type}, got {type(value).__name__}"
+        return lambda v: None if isinstance(v, str) else wrong(v)
+    if pa.types.is_boolean(arrow_type):
+        return lambda v: None if isinstance(v, bool) else wrong(v)
+    if pa.types.is_floating(arrow_type):
+        return lambda v: (
+            None if isinstance(v, int | float) and not isinstance(v, bool) else wrong(v)
+        )
+    if pa.types.is_integer(arrow_type):
+        low, high = -(2 ** (arrow_type.bit_width - 1)), 2 ** (arrow_type.bit_width - 1)
+
+        def check_int(v: Any) -> str | None:
+            if not isinstance(v, int) or isinstance(v, bool):
+                return wrong(v)
+            return None if low <= v < high else f"{v} does not fit {arrow_type}"
+
+        return check_int
+    if pa.types.is_timestamp(arrow_type):
+
+        def check_time(v: Any) -> str | None:
+            if not isinstance(v, datetime):
+                return wrong(v)
+            return None if v.tzinfo is not None else "a naive datetime (needs a timezone)"
+
+        return check_time
+    raise AssertionError(f"no check for {arrow_type}")  # the schema has no other types
 
 
 def rows_to_table(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]) -> pa.Table:
@@ -139,22 +154,21 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]
     schema = result_schema(scorer_names)
     names = set(schema.names)
     for i, row in enumerate(rows):
-        unknown = [k for k in row if k not in names]
-        if unknown:
-            raise StoreError(f"result row {i}: unknown column {unknown[0]!r}")
-        missing = [n for n in schema.names if n not in row]
-        if missing:
+        if row.keys() != names:
+            unknown = sorted(row.keys() - names)
+            if unknown:
+                raise StoreError(f"result row {i}: unknown column {unknown[0]!r}")
+            missing = [n for n in schema.names if n not in row]
             raise StoreError(f"result row {i}: missing column {missing[0]!r}")
     columns = []
     for field in schema:
         values = [row[field.name] for row in rows]
+        check = _value_checker(field.type)
         for i, value in enumerate(values):
             if value is None:
                 if not field.nullable:
                     raise StoreError(f"result row {i}: column {field.name!r} must not be null")
-                continue
-            problem = _check_value(value, field.type)
-            if problem:
+            elif problem := check(value):
                 raise StoreError(f"result row {i}: column {field.name!r}: {problem}")
         try:
             columns.append(pa.array(values, type=field.type))
@@ -226,6 +240,36 @@ def _open(store: Store, shard: ShardFile) -> pq.ParquetFile:
         raise StoreError(f"cannot read {store.full_uri(shard.key)}: {e}") from e
 
 
+def _try_open(store: Store, shard: ShardFile) -> pq.ParquetFile | StoreError:
+    try:
+        return _open(store, shard)
+    except StoreError as e:
+        return e
+
+
+_MAX_OPEN_WINDOW = 16
+
+
+def _opened(store: Store, shards: Sequence[ShardFile]) -> Iterator[pq.ParquetFile]:
+    """The shards' files, opened (footer read) in order.
+
+    Opens a window of files at once, from 1 file doubling to 16, so a deep page over S3 costs
+    a round trip per window instead of per file while a first page opens only what it needs.
+    A file that cannot be opened raises only when the caller reaches it.
+    """
+    window, start = 1, 0
+    with ThreadPoolExecutor(max_workers=_MAX_OPEN_WINDOW) as pool:
+        while start < len(shards):
+            chunk = shards[start : start + window]
+            for future in [pool.submit(_try_open, store, shard) for shard in chunk]:
+                result = future.result()
+                if isinstance(result, StoreError):
+                    raise result
+                yield result
+            start += len(chunk)
+            window = min(window * 2, _MAX_OPEN_WINDOW)
+
+
 def _check_columns(
     parquet: pq.ParquetFile, columns: Sequence[str] | None, where: str
 ) -> list[str] | None:
@@ -266,9 +310,9 @@ def read_results(
 ) -> pa.Table:
     """Rows `offset` to `offset + limit` of a run (of one target), ordered by target, shard, row.
 
-    Only the footers of the files before the page are read (for their row counts), and only the
-    row groups that hold the page. Raises NotFoundError if the run does not exist and StoreError
-    naming an unknown column.
+    Only the footers of the files before the page are read (for their row counts, a window of
+    files at a time), and only the row groups that hold the page. Raises NotFoundError if the
+    run does not exist and StoreError naming an unknown column.
     """
     if offset < 0 or (limit is not None and limit < 0):
         raise StoreError(f"invalid page offset={offset} limit={limit}: must be >= 0")
@@ -276,19 +320,19 @@ def read_results(
     where = f"run {run_id!r}"
     skip, remaining = offset, math.inf if limit is None else limit
     tables: list[pa.Table] = []
-    for shard in shards:
-        if remaining <= 0:
-            break
-        parquet = _open(store, shard)
-        selected = _check_columns(parquet, columns, where)
-        rows = parquet.metadata.num_rows
-        if skip >= rows:
-            skip -= rows
-            continue
-        stop = int(min(rows, skip + remaining))
-        tables.append(_read_rows(parquet, skip, stop, selected))
-        remaining -= stop - skip
-        skip = 0
+    with contextlib.closing(_opened(store, shards if remaining > 0 else [])) as files:
+        for parquet in files:
+            selected = _check_columns(parquet, columns, where)
+            rows = parquet.metadata.num_rows
+            if skip >= rows:
+                skip -= rows
+                continue
+            stop = int(min(rows, skip + remaining))
+            tables.append(_read_rows(parquet, skip, stop, selected))
+            remaining -= stop - skip
+            skip = 0
+            if remaining <= 0:
+                break
     if not tables:
         return _empty(shards, store, columns, where)
     return pa.concat_tables(tables, promote_options="default")
@@ -325,13 +369,13 @@ def iter_result_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Stream a run's rows as record batches, in `read_results` order, one file open at a time."""
     shards = _shards_of_known_run(store, run_id, target)
-    for shard in shards:
-        parquet = _open(store, shard)
-        selected = _check_columns(parquet, columns, f"run {run_id!r}")
-        try:
-            yield from parquet.iter_batches(batch_size=batch_size, columns=selected)
-        except (OSError, pa.ArrowException) as e:
-            raise StoreError(f"cannot read {store.full_uri(shard.key)}: {e}") from e
+    with contextlib.closing(_opened(store, shards)) as files:
+        for shard, parquet in zip(shards, files, strict=False):
+            selected = _check_columns(parquet, columns, f"run {run_id!r}")
+            try:
+                yield from parquet.iter_batches(batch_size=batch_size, columns=selected)
+            except (OSError, pa.ArrowException) as e:
+                raise StoreError(f"cannot read {store.full_uri(shard.key)}: {e}") from e
 
 
 def runs_dataset(store: Store, scorer_names: Sequence[str] = ()) -> ds.Dataset:

@@ -30,6 +30,11 @@ class VersionConflictError(StoreError):
     """A suite version already exists with different content (versions are immutable)."""
 
 
+class _Scan(NamedTuple):
+    stored: list[str]  # versions with a suite file, by name
+    marked: list[str]  # those with a creation marker, oldest first
+
+
 class SuitePut(NamedTuple):
     """What `SuiteRegistry.put` did."""
 
@@ -81,13 +86,13 @@ class SuiteRegistry:
             raise VersionConflictError(
                 f"suite {name!r} version {version!r} exists with different content"
             )
-        if version not in self._ordered_versions(name):
+        if version not in self._scan(name).marked:
             marker = f"{self._folder(name)}_versions/{time.time_ns():020d}-{version}"
             self.store.put(marker, b"")
         self.store.delete(self._hidden_key(name))
         return SuitePut(version, created)
 
-    def _ordered_versions(self, name: str) -> list[str]:
+    def _scan(self, name: str) -> _Scan:
         folder = self._folder(name)
         keys = self.store.list(folder)
         stored = sorted(
@@ -101,7 +106,11 @@ class SuiteRegistry:
                 version = k.rpartition("/")[2].partition("-")[2]
                 if version in stored and version not in marked:
                     marked.append(version)
-        return [v for v in stored if v not in marked] + marked
+        return _Scan(stored, marked)
+
+    def _ordered_versions(self, name: str) -> list[str]:
+        scan = self._scan(name)
+        return [v for v in scan.stored if v not in scan.marked] + scan.marked
 
     def versions(self, name: str) -> list[str]:
         """Every stored version of `name`, oldest first, hidden or not. NotFoundError if none."""

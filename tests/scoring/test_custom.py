@@ -10,7 +10,7 @@ from evalcluster.scoring.base import Score
 from .conftest import build_one
 
 PLUGIN = textwrap.dedent(
-    '''
+    """
     from evalcluster.scoring.base import Score
 
     def as_float(output, reference, sample, weight=1.0):
@@ -37,12 +37,12 @@ PLUGIN = textwrap.dedent(
             return len(output) / 10
 
     NOT_CALLABLE = 3
-    '''
+    """
 )
 
 
 @pytest.fixture
-def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forget_new_modules: None) -> str:
     (tmp_path / "my_scorers_for_test.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     return "my_scorers_for_test"

@@ -28,7 +28,7 @@ PERSON = {
         ('Sure! {"a": 1}', 0.0),  # prose around unfenced JSON
         ('Here you go:\n```json\n{"a": 1}\n```\nAnything else?', 1.0),
         ('```JSON\n{"a": 1}\n```', 1.0),
-        ('```\n[true, false]\n```', 1.0),
+        ("```\n[true, false]\n```", 1.0),
         ('```json\n{"a": }\n```', 0.0),
     ],
 )

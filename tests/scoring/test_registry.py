@@ -14,7 +14,7 @@ BUILTINS = {"exact", "includes", "regex", "numeric", "choice", "json", "custom",
 
 
 def test_builtin_types_are_registered() -> None:
-    assert BUILTINS <= set(scorer_types())
+    assert set(scorer_types()) >= BUILTINS
 
 
 def test_build_scorers_keeps_order_and_names() -> None:
@@ -120,7 +120,7 @@ def test_factory_errors_become_spec_errors() -> None:
 
 
 PLUGIN_MODULE = textwrap.dedent(
-    '''
+    """
     from evalcluster.scoring.base import Score
 
     class WordCount:
@@ -135,11 +135,11 @@ PLUGIN_MODULE = textwrap.dedent(
 
     def make(name, options):
         return WordCount(name, options)
-    '''
+    """
 )
 
 
-@pytest.mark.usefixtures("isolated_registry")
+@pytest.mark.usefixtures("isolated_registry", "forget_new_modules")
 def test_entry_point_plugin_adds_a_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real installed distribution (a .dist-info on sys.path) declares the entry point."""
     (tmp_path / "wordcount_plugin_for_test.py").write_text(PLUGIN_MODULE)

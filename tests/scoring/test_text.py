@@ -98,9 +98,12 @@ def test_regex_group_is_compared_with_reference() -> None:
 
 def test_regex_named_group_ignore_case_and_last_occurrence() -> None:
     scorer = build_one(
-        "regex", pattern=r"answer is (?P<ans>\w+)", group="ans", ignore_case=True,
+        "regex",
+        pattern=r"answer is (?P<ans>\w+)",
+        group="ans",
+        ignore_case=True,
         occurrence="last",
-    )  # fmt: skip
+    )
     text = "First I thought the answer is Lyon, but no: The Answer is PARIS"
     assert scorer.score(text, "paris", {}).value == 1.0
     first = build_one("regex", pattern=r"answer is (\w+)", group=1, ignore_case=True)

@@ -143,7 +143,9 @@ class AnthropicFormat(WireFormat):
                 "the maximum tokens requested, or try again later."
             )
         elif kind == "context_length":
-            message = f"prompt is too long: {ctx.input_tokens} tokens > {ctx.context_window} maximum"
+            message = (
+                f"prompt is too long: {ctx.input_tokens} tokens > {ctx.context_window} maximum"
+            )
         elif ctx.message:
             message = ctx.message
         request_id = new_id("req_")

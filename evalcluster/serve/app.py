@@ -1,0 +1,90 @@
+"""The HTTP service: a FastAPI app behind a Ray Serve deployment.
+
+Deploy with ``evalcluster serve``, or ``serve run evalcluster.serve.app:build_app
+store_uri=s3://bucket/evals api_keys_file=/etc/evalcluster/keys``, or a Serve config file whose
+application has ``import_path: evalcluster.serve.app:build_app`` and these ``args``:
+``store_uri``, ``endpoint_url``, ``tracking_uri`` (``none`` disables MLflow), ``api_keys_file``,
+``allow_no_auth``, ``max_body_bytes``, ``base_dir`` (relative dataset paths), ``driver_linger_s``.
+
+Sizing: ``max_ongoing_requests=256`` per replica because a request here is almost all waiting
+(actor calls, store reads in threads) and every WebSocket event stream holds its slot for the
+whole run it follows; Serve's default of 5 would let five dashboards lock everyone else out.
+Beyond that ``max_queued_requests=512`` wait in Serve's queue, and past that Serve answers 503
+with ``Retry-After: 1`` instead of letting latency grow without bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.config import BackpressureConfig
+
+from evalcluster.serve.context import ServiceContext
+from evalcluster.serve.errors import install_error_handlers
+from evalcluster.serve.middleware import BodySizeLimit, ErrorGuard
+from evalcluster.serve.routes_events import router as events_router
+from evalcluster.serve.routes_providers import router as providers_router
+from evalcluster.serve.routes_runs import router as runs_router
+from evalcluster.serve.routes_suites import router as suites_router
+from evalcluster.serve.schemas import Health
+from evalcluster.serve.settings import ServeSettings, settings_from_args
+
+MAX_ONGOING_REQUESTS = 256
+MAX_QUEUED_REQUESTS = 512
+BACKPRESSURE_RETRY_AFTER_S = 1.0
+DESCRIPTION = """\
+Create versioned evaluation suites, start runs on the cluster, follow them live and page
+through their results. Every `/v1` route needs `Authorization: Bearer <key>`; the WebSocket
+`/v1/runs/{run_id}/events` also takes `?token=<key>`. Errors are
+`{"error": code, "detail": message, "field": path}`.
+"""
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """The FastAPI app, usable with or without Serve."""
+    app = FastAPI(title="evalcluster", version="1", description=DESCRIPTION)
+    app.state.context = ServiceContext(settings)
+    install_error_handlers(app)
+    # Added last is outermost: the size limit sees the raw request before anything else.
+    app.add_middleware(ErrorGuard)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness; no auth")
+    async def healthz() -> Health:
+        return Health()
+
+    for router in (suites_router, runs_router, events_router, providers_router):
+        app.include_router(router)
+    return app
+
+
+@serve.deployment(
+    name="EvalclusterAPI",
+    max_ongoing_requests=MAX_ONGOING_REQUESTS,
+    max_queued_requests=MAX_QUEUED_REQUESTS,
+    backpressure_config=BackpressureConfig(
+        status_code=503, retry_after_s=BACKPRESSURE_RETRY_AFTER_S
+    ),
+    # Replicas mostly wait on actors and the store; a whole core each would idle.
+    ray_actor_options={"num_cpus": 0.25},
+)
+@serve.ingress()
+class EvalService:
+    """The Serve deployment; each replica builds its own app from the settings."""
+
+    def __init__(self, settings: ServeSettings):
+        self._settings = settings
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self._settings)
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """Serve application builder (``import_path: evalcluster.serve.app:build_app``).
+
+    Raises SpecError naming the argument at fault, or when no API key is configured and
+    ``allow_no_auth`` is not true.
+    """
+    return EvalService.bind(settings_from_args(args))

@@ -1,0 +1,137 @@
+"""ASGI middleware: the request body size limit and the last-resort error guard."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from evalcluster.serve.errors import RETRY_AFTER_S, error_body
+
+log = logging.getLogger("evalcluster.serve")
+
+
+class BodyTooLargeError(HTTPException):
+    """The streamed body passed the limit although Content-Length did not say so.
+
+    An HTTPException, so FastAPI's body parsing re-raises it as it is (it turns other errors
+    from `receive` into 400) and the error handlers answer 413.
+    """
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, f"request body is larger than {max_bytes} bytes")
+
+
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    """Send a whole JSON answer on a raw ASGI connection."""
+    data = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data})
+
+
+class BodySizeLimit:
+    """413 for bodies over `max_bytes`: by Content-Length up front, else while streaming.
+
+    A chunked upload has no Content-Length, so the bytes received are counted too and the
+    request is cut off as soon as it passes the limit, before the body is buffered whole.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared == -1:
+            await send_json(send, 400, error_body("bad_request", "invalid Content-Length header"))
+            return
+        if declared is not None and declared > self.max_bytes:
+            await send_json(send, 413, self._too_large())
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLargeError:
+            if not started:
+                await send_json(send, 413, self._too_large())
+
+    def _too_large(self) -> dict[str, Any]:
+        return error_body(
+            "payload_too_large", f"request body is larger than {self.max_bytes} bytes"
+        )
+
+
+class ErrorGuard:
+    """Answers 503 (and logs the traceback) for any exception no handler turned into an answer.
+
+    Starlette's own last resort answers 500 and re-raises; this sits inside it, so a bug in a
+    route never reaches the client as a 500 or a dropped connection.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except BodyTooLargeError:
+            raise  # BodySizeLimit, outside this guard, answers it
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await send_json(
+                    send,
+                    503,
+                    error_body("unavailable", "unexpected server error; it has been logged"),
+                    {"Retry-After": str(RETRY_AFTER_S)},
+                )
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body size, None when absent, -1 when malformed."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                return -1
+            return length if length >= 0 else -1
+    return None

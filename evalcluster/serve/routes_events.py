@@ -1,0 +1,166 @@
+"""``WS /v1/runs/{id}/events``: a run's progress, pushed as JSON messages until it ends.
+
+Messages (each a JSON object with a ``type``)::
+
+    {"type": "state", "run": {...}}      first, whatever the run's state (GET /v1/runs/{id})
+    {"type": "progress", "run_id", "status", "done", "total", "errors", "cost_usd",
+     "targets": {name: {"done", "total", "errors", "cost_usd"}}}   as samples finish
+    {"type": "status", "run_id", "status", "message"}              when the status changes
+    {"type": "end", "run": {...}}        last, with the final status and metrics; then close 1000
+
+Credentials: ``Authorization: Bearer <key>`` like every ``/v1`` route, or ``?token=<key>`` for
+browsers, whose WebSocket API cannot set headers. A refused handshake is an HTTP 401/403/404
+answer when the server supports WebSocket denial responses (uvicorn and Ray Serve do), else
+the socket closes with 4401/4403/4404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from evalcluster.actors.run import get_run_actor
+from evalcluster.serve.auth import AuthResult, check_credentials
+from evalcluster.serve.context import ServiceContext
+from evalcluster.serve.errors import error_body
+from evalcluster.serve.runstatus import compose_status, gather_sources, is_terminal, is_valid_run_id
+from evalcluster.serve.schemas import RunStatus
+
+log = logging.getLogger("evalcluster.serve")
+
+router = APIRouter()
+WAIT_FOR_CHANGE_S = 10.0  # the run actor's long poll; bounds how late a dead actor is noticed
+MIN_INTERVAL_S = 0.1  # at most ~10 progress messages a second, however fast shards report
+NOT_LIVE_POLL_S = 0.3  # while the driver starts, before the run actor exists
+_DENIALS = {
+    AuthResult.MISSING: (401, 4401, "missing API key"),
+    AuthResult.WRONG: (403, 4403, "invalid API key"),
+}
+
+
+@router.websocket("/v1/runs/{run_id}/events")
+async def run_events(websocket: WebSocket, run_id: str) -> None:
+    ctx: ServiceContext = websocket.app.state.context
+    verdict = check_credentials(
+        ctx.settings.api_keys,
+        websocket.headers.get("authorization"),
+        websocket.query_params.get("token"),
+    )
+    if verdict is not AuthResult.OK:
+        status, code, detail = _DENIALS[verdict]
+        await _deny(websocket, status, code, detail)
+        return
+    sources = await gather_sources(ctx, run_id) if is_valid_run_id(run_id) else None
+    if sources is None or not sources.known:
+        await _deny(websocket, 404, 4404, f"no run {run_id!r}")
+        return
+    await websocket.accept()
+    stream = asyncio.create_task(_stream(websocket, ctx, run_id, compose_status(sources)))
+    listener = asyncio.create_task(_until_disconnect(websocket))
+    done, pending = await asyncio.wait({stream, listener}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    if stream in done and stream.exception() is not None:
+        log.error("event stream of run %s failed", run_id, exc_info=stream.exception())
+        await _close(websocket, 1011)
+
+
+async def _stream(websocket: WebSocket, ctx: ServiceContext, run_id: str, state: RunStatus) -> None:
+    await websocket.send_json({"type": "state", "run": state.model_dump()})
+    status, version = state.status, -1
+    while not _ended(state):
+        actor = await asyncio.to_thread(get_run_actor, run_id)
+        snapshot = await _next_snapshot(actor, version) if actor is not None else None
+        if snapshot is None:  # not started yet, or just ended: ask every source
+            state = compose_status(await gather_sources(ctx, run_id))
+            if state.status != status:
+                status = state.status
+                await websocket.send_json(_status_event(run_id, status, state.message))
+            if not _ended(state):
+                await asyncio.sleep(NOT_LIVE_POLL_S)
+            continue
+        started = time.monotonic()
+        if snapshot["version"] != version:
+            version = snapshot["version"]
+            await websocket.send_json(_progress_event(snapshot))
+        if snapshot["status"] != status:
+            status = snapshot["status"]
+            await websocket.send_json(_status_event(run_id, status, snapshot.get("message")))
+        if is_terminal(status):  # the manifest and summary are written before this status
+            state = compose_status(await gather_sources(ctx, run_id))
+        await asyncio.sleep(max(0.0, MIN_INTERVAL_S - (time.monotonic() - started)))
+    await websocket.send_json({"type": "end", "run": state.model_dump()})
+    await _close(websocket, 1000)
+
+
+def _ended(state: RunStatus) -> bool:
+    return is_terminal(state.status) or not state.live
+
+
+async def _next_snapshot(actor: Any, version: int) -> dict[str, Any] | None:
+    try:
+        return await asyncio.wait_for(
+            _await(actor.wait_for_change.remote(version, WAIT_FOR_CHANGE_S)),
+            WAIT_FOR_CHANGE_S + 10,
+        )
+    except Exception:  # noqa: BLE001 - killed at the run's end, or unreachable
+        return None
+
+
+def _progress_event(snapshot: dict[str, Any]) -> dict[str, Any]:
+    targets = {
+        name: {k: t.get(k) for k in ("done", "total", "errors", "cost_usd")}
+        for name, t in snapshot.get("targets", {}).items()
+    }
+    return {
+        "type": "progress",
+        "run_id": snapshot.get("run_id"),
+        "status": snapshot.get("status"),
+        "done": snapshot.get("done"),
+        "total": snapshot.get("total"),
+        "errors": snapshot.get("errors"),
+        "cost_usd": snapshot.get("cost_usd"),
+        "targets": targets,
+    }
+
+
+def _status_event(run_id: str, status: str, message: str | None) -> dict[str, Any]:
+    return {"type": "status", "run_id": run_id, "status": status, "message": message}
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Returns when the client goes away; anything it sends is ignored."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+
+async def _deny(websocket: WebSocket, status: int, close_code: int, detail: str) -> None:
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}[status]
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        response = JSONResponse(error_body(code, detail), status_code=status, headers=headers)
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(code=close_code, reason=detail)
+
+
+async def _close(websocket: WebSocket, code: int) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code)
+
+
+async def _await(ref: Any) -> Any:
+    return await ref

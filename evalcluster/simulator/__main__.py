@@ -1,0 +1,5 @@
+"""``python -m evalcluster.simulator``: see `evalcluster.simulator.cli`."""
+
+from evalcluster.simulator.cli import main
+
+raise SystemExit(main())
