@@ -46,7 +46,7 @@ from evalcluster.store.manifest import (
 log = logging.getLogger(__name__)
 
 MANIFEST_FLUSH_S = 2.0
-SHARD_CPUS = 0.25  # shards mostly wait on provider actors; several share a core
+SHARD_CPUS = 0.5  # shards mostly wait on provider actors; two share a core
 # A run stopped by its budget is resumable, like a cancelled one: MLflow calls both KILLED.
 MLFLOW_STATUS = {"finished": "FINISHED", "killed": "KILLED", "budget_exhausted": "KILLED"}
 

@@ -124,7 +124,7 @@ class HttpAdapter(ProviderAdapter):
             exc.provider = exc.provider or self.name
             raise
         latency_ms = (time.perf_counter() - started) * 1000
-        if response.status >= 400 or response.status < 200:
+        if not 200 <= response.status < 300:  # redirects are not followed: an error too
             raise self.error_for(response)
         payload = decode_json(response.body)
         if payload is NOT_JSON:

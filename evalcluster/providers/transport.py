@@ -4,8 +4,9 @@ Adapters never touch an HTTP library. They call `Transport.post_json` / `get` / 
 get an `HttpResponse` back, or a `ProviderTimeoutError` / `ProviderConnectionError`: this module
 is the one translation table from the client library's exceptions to ours.
 
-aiohttp was chosen by measurement (see benchmarks/README.md, "Transport"): against the local
-simulator at 64 requests in flight it served roughly 6x httpx2's and 20x httpx's throughput.
+aiohttp was chosen by measurement (benchmarks/transport.py, results in benchmarks/README.md,
+"Transport"): against the local simulator it served 2-8x the requests per second of httpx and
+httpx2 at 16 in flight, and 4-40x at 64 and 256, where httpx's pool degrades.
 
 `MockTransport` is the seam for unit tests, in the spirit of httpx's MockTransport: a handler
 function answers each `HttpRequest` without any network.

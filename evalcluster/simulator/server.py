@@ -1,7 +1,7 @@
 """The simulator's aiohttp application and the order in which a request is judged.
 
-A provider request goes through, in order: JSON body -> ``x-sim-*`` headers -> API key
-(a missing key always fails) -> required headers -> body validation -> forced outcome (skips
+A provider request goes through, in order: API key (a missing key always fails) -> required
+headers -> JSON body -> ``x-sim-*`` headers -> body validation -> forced outcome (skips
 limits and faults) -> context window -> rpm/tpm limiter (answers 429 at once) -> injected
 fault -> latency -> answer. Admin routes: ``GET /healthz``, ``GET /stats``,
 ``POST /stats/reset``, ``GET|POST /admin/config``.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -121,6 +122,14 @@ class SimulatorServer:
         config = self.config
         record = self.stats.record
         raw = await request.read()
+        auth = self._check_auth(request, fmt, config)
+        if auth is not None:
+            record(fmt.name, "auth")
+            return auth
+        missing = fmt.header_error(request)
+        if missing is not None:
+            record(fmt.name, "bad_request")
+            return missing
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -132,14 +141,6 @@ class SimulatorServer:
         except _HeaderInvalid as exc:
             record(fmt.name, "bad_request")
             return fmt.error("bad_request", ErrorContext(message=str(exc)))
-        auth = self._check_auth(request, fmt, config)
-        if auth is not None:
-            record(fmt.name, "auth")
-            return auth
-        missing = fmt.header_error(request)
-        if missing is not None:
-            record(fmt.name, "bad_request")
-            return missing
         try:
             sim = fmt.parse(body, request)
         except RequestInvalid as exc:
@@ -283,7 +284,7 @@ def _number_header(request: web.Request, name: str, kind: type) -> float | int |
         value = kind(raw.strip())
     except ValueError:
         raise _HeaderInvalid(f"{name} must be a non-negative number") from None
-    if value < 0 or value != value:
+    if not math.isfinite(value) or value < 0:
         raise _HeaderInvalid(f"{name} must be a non-negative number")
     return value
 

@@ -24,14 +24,14 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from numbers import Integral, Real
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from evalcluster.errors import NotFoundError, StoreError
-from evalcluster.store.fs import Store
+from evalcluster.store.fs import LocalStore, Store
 from evalcluster.store.layout import (
     RUNS_PREFIX,
     ShardFile,
@@ -122,14 +122,12 @@ def _value_checker(arrow_type: pa.DataType) -> Callable[[Any], str | None]:
     if pa.types.is_boolean(arrow_type):
         return lambda v: None if isinstance(v, bool) else wrong(v)
     if pa.types.is_floating(arrow_type):
-        return lambda v: (
-            None if isinstance(v, int | float) and not isinstance(v, bool) else wrong(v)
-        )
+        return lambda v: None if isinstance(v, Real) and not isinstance(v, bool) else wrong(v)
     if pa.types.is_integer(arrow_type):
         low, high = -(2 ** (arrow_type.bit_width - 1)), 2 ** (arrow_type.bit_width - 1)
 
         def check_int(v: Any) -> str | None:
-            if not isinstance(v, int) or isinstance(v, bool):
+            if not isinstance(v, Integral) or isinstance(v, bool):
                 return wrong(v)
             return None if low <= v < high else f"{v} does not fit {arrow_type}"
 
@@ -253,10 +251,14 @@ _MAX_OPEN_WINDOW = 16
 def _opened(store: Store, shards: Sequence[ShardFile]) -> Iterator[pq.ParquetFile]:
     """The shards' files, opened (footer read) in order.
 
-    Opens a window of files at once, from 1 file doubling to 16, so a deep page over S3 costs
-    a round trip per window instead of per file while a first page opens only what it needs.
+    On S3, opens a window of files at once, from 1 file doubling to 16, so a deep page costs a
+    round trip per window instead of per file while a first page opens only what it needs.
     A file that cannot be opened raises only when the caller reaches it.
     """
+    if isinstance(store, LocalStore):  # opening a local file costs no round trip
+        for shard in shards:
+            yield _open(store, shard)
+        return
     window, start = 1, 0
     with ThreadPoolExecutor(max_workers=_MAX_OPEN_WINDOW) as pool:
         while start < len(shards):
@@ -378,12 +380,14 @@ def iter_result_batches(
                 raise StoreError(f"cannot read {store.full_uri(shard.key)}: {e}") from e
 
 
-def runs_dataset(store: Store, scorer_names: Sequence[str] = ()) -> ds.Dataset:
+def runs_dataset(store: Store, scorer_names: Sequence[str] = ()) -> Any:
     """Every run in the store as one hive-partitioned pyarrow dataset with the schema
     `result_schema(scorer_names)`: list the union of the runs' scorers; scores a run lacks
     read as null. (Left to itself pyarrow takes the schema of the first file it finds.)
     """
     filesystem, path = store.arrow_filesystem_and_path(RUNS_PREFIX.rstrip("/"))
+    import pyarrow.dataset as ds  # imports pandas: kept off the shard tasks' start-up
+
     partitioning = ds.partitioning(
         pa.schema([("run_id", pa.string()), ("target", pa.string())]), flavor="hive"
     )

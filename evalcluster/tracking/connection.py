@@ -21,7 +21,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 from mlflow import MlflowClient
@@ -41,20 +41,15 @@ ENV_DEFAULTS: dict[str, str] = {
 
 HEALTH_PROBE_TIMEOUT_S = 3.0
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]+@")
 _SECRET_QUERY = re.compile(r"(?i)((?:token|key|secret|password|signature)[^=&]*=)[^&]*")
 
 
 def redact_uri(uri: str) -> str:
     """`uri` without a password or token, fit for messages and logs."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "<unparseable tracking URI>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = _SECRET_QUERY.sub(r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    head, sep, query = uri.partition("?")
+    head = _USERINFO.sub(r"\1***@", head)
+    return head + sep + _SECRET_QUERY.sub(r"\1***", query)
 
 
 @contextlib.contextmanager

@@ -14,8 +14,9 @@ We write the same shape for rows already scored, one trace per lake row:
 - tags ``sample_id``, ``target``, ``epoch``, ``error_kind``, ``evalcluster.run_id``.
 
 Traces are written through the store API of one `TracingClient` bound to the tracker's URI, not
-through MLflow's global tracer (whose exporter follows the process-wide tracking URI): spans in
-batches (OTLP ``/v1/traces``), then one ``StartTraceV3`` per trace carrying its assessments.
+through MLflow's global tracer (whose exporter follows the process-wide tracking URI):
+one ``StartTraceV3`` per trace carrying its assessments, then the spans in batches (OTLP
+``/v1/traces``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +59,6 @@ _META_SCHEMA_VERSION = "mlflow.trace_schema.version"
 _META_TOKEN_USAGE = "mlflow.trace.tokenUsage"
 _META_COST = "mlflow.trace.cost"
 _TAG_TRACE_NAME = "mlflow.traceName"
-_TAG_SPANS_LOCATION = "mlflow.trace.spansLocation"
-_SPANS_IN_TRACKING_STORE = "TRACKING_STORE"
 # Span attributes (mlflow.tracing.constant.SpanAttributeKey); values are JSON strings.
 _ATTR_REQUEST_ID = "mlflow.traceRequestId"
 _ATTR_SPAN_TYPE = "mlflow.spanType"
@@ -213,24 +213,32 @@ def build_sample_trace(
 
 
 def log_sample_traces(
-    client: TracingClient, experiment_id: str, traces: Sequence[SampleTrace]
+    client: TracingClient, experiment_id: str, traces: Sequence[SampleTrace], workers: int = 1
 ) -> list[str]:
-    """Write `traces` to the store; returns their trace ids. Errors propagate."""
-    spans_in_store = True
-    for start in range(0, len(traces), SPAN_BATCH):
-        batch = [t.span for t in traces[start : start + SPAN_BATCH]]
+    """Write `traces` to the store with `workers` threads; returns their ids. Errors propagate.
+
+    Each trace's info and assessments go in one call per trace (in parallel), then the spans in
+    batches. Infos first: a SQL store that already holds a trace's spans takes its info through
+    a slower merge path (``SqlAlchemyStore._start_trace_once``), which halves throughput.
+    """
+
+    def start(trace: SampleTrace) -> TraceInfo:
+        return client.start_trace(trace.info)
+
+    if workers <= 1:
+        infos = [start(trace) for trace in traces]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="evalcluster-traces") as pool:
+            infos = list(pool.map(start, traces))
+    for first in range(0, len(traces), SPAN_BATCH):
+        batch = traces[first : first + SPAN_BATCH]
         try:
-            client.log_spans(experiment_id, batch)
+            client.log_spans(experiment_id, [t.span for t in batch])
         except NotImplementedError:
             # File stores and servers older than 3.4 keep spans as a trace artifact instead.
-            spans_in_store = False
+            for info, trace in zip(infos, traces, strict=True):
+                client._upload_trace_data(info, TraceData(spans=[trace.span]))
             break
-    for trace in traces:
-        returned = client.start_trace(trace.info)
-        if not spans_in_store or (
-            returned.tags.get(_TAG_SPANS_LOCATION) != _SPANS_IN_TRACKING_STORE
-        ):
-            client._upload_trace_data(returned, TraceData(spans=[trace.span]))
     return [t.info.trace_id for t in traces]
 
 

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlflow import MlflowClient
 from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -37,6 +38,7 @@ SUMMARY_ARTIFACT = "summary.json"
 SUITE_ARTIFACT = "suite.yaml"
 SAMPLES_TABLE_ARTIFACT = "samples.json"
 DATASET_CONTEXT = "evaluation"
+TRACE_WRITE_WORKERS = 4
 # MLflow's batch limits (mlflow.utils.validation): 100 params and 1000 metrics per log_batch.
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
@@ -81,6 +83,9 @@ class MlflowTracker:
         self._client: MlflowClient = connect(tracking_uri)
         with mlflow_errors("opening the trace store", tracking_uri):
             self._traces = TracingClient(tracking_uri)
+        # A tracking server takes parallel writes; a local SQLite file would only lock.
+        remote = urlsplit(tracking_uri).scheme.lower() in ("http", "https", "databricks")
+        self._trace_workers = TRACE_WRITE_WORKERS if remote else 1
 
     @property
     def tracking_uri(self) -> str:
@@ -322,7 +327,9 @@ class MlflowTracker:
                 )
                 for row in rows
             ]
-            log_sample_traces(self._traces, evaluation.experiment_id, traces)
+            log_sample_traces(
+                self._traces, evaluation.experiment_id, traces, workers=self._trace_workers
+            )
             table = [
                 {**row, "trace_id": trace.info.trace_id}
                 for row, trace in zip(rows, traces, strict=True)

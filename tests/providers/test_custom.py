@@ -118,3 +118,32 @@ def test_fill_template_and_lookup_path() -> None:
     data = {"a": [{"b": {"c": 7}}]}
     assert lookup_path(data, "a.0.b.c") == 7
     assert lookup_path(data, "a.1.b") is lookup_path(data, "x") is lookup_path(data, "a.z")
+
+
+# --- over real HTTP, against the simulator ---------------------------------------------------
+
+
+async def test_http_custom_provider_declared_over_the_openai_route(sim, api_key: str) -> None:
+    from evalcluster.simulator import count_tokens
+
+    from .conftest import sim_answer, sim_input_tokens
+
+    spec = CustomHttpConfig(
+        url=sim.url + "/v1/chat/completions",
+        headers={"Authorization": "Bearer {api_key}"},
+        body_template={"model": "{model}", "messages": "{messages}", "max_tokens": "{max_tokens}"},
+        text_path="choices.0.message.content",
+        input_tokens_path="usage.prompt_tokens",
+        output_tokens_path="usage.completion_tokens",
+        finish_reason_path="choices.0.finish_reason",
+    )
+    config = ProviderConfig(kind="custom", custom=spec, api_key_env="EVALCLUSTER_TEST_KEY")
+    adapter = build_adapter("c", config)
+    request = ask("What is 9 * 9? Answer with the number only.", system="Calc.", max_tokens=8)
+    try:
+        completion = await adapter.complete(request)
+    finally:
+        await adapter.aclose()
+    assert completion.text == sim_answer(request) == "81"
+    assert completion.usage == Usage(sim_input_tokens(request), count_tokens("81"))
+    assert completion.finish_reason is FinishReason.STOP

@@ -19,7 +19,7 @@ from evalcluster.errors import (
 from evalcluster.providers.error_mapping import BODY_SNIPPET_CHARS, class_for_status
 from evalcluster.providers.transport import HttpRequest, HttpResponse
 
-from .conftest import ask, mocked, reply
+from .conftest import ask, mocked, over_http, reply
 
 pytestmark = pytest.mark.anyio
 
@@ -122,3 +122,46 @@ def test_status_defaults() -> None:
     assert class_for_status(429) is RateLimitedError
     assert class_for_status(504) is ServerError
     assert class_for_status(418) is BadRequestError
+
+
+# --- over real HTTP, against the simulator ---------------------------------------------------
+
+WRONG_KEY = "sk-wrong-0123456789abcdefghijklmnop"
+
+
+@pytest.fixture(scope="module")
+def keyed_sim():
+    """A simulator that accepts one key only."""
+    from evalcluster.simulator import SimulatorConfig, SimulatorThread
+
+    with SimulatorThread(SimulatorConfig(api_keys=["sk-right-key-abcdefghijklmnop"])) as server:
+        yield server
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "gemini", "openrouter", "local"])
+async def test_http_wrong_key_is_an_auth_error_that_never_shows_the_key(
+    keyed_sim, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVALCLUSTER_TEST_KEY", WRONG_KEY)
+    async with over_http(keyed_sim, kind) as adapter:
+        with pytest.raises(AuthError) as info:
+            await adapter.complete(ask())
+        assert WRONG_KEY not in repr(adapter)
+    error = info.value
+    assert not error.retryable
+    for shown in (str(error), repr(error), error.message, repr(error.__reduce__())):
+        assert WRONG_KEY not in shown and "0123456789abcdef" not in shown
+
+
+async def test_http_right_key_is_accepted(keyed_sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALCLUSTER_TEST_KEY", "sk-right-key-abcdefghijklmnop")
+    async with over_http(keyed_sim, "anthropic") as adapter:
+        completion = await adapter.complete(ask("What is 1 + 1?"))
+    assert completion.text == "2"
+
+
+async def test_a_redirect_is_an_error_not_an_answer(api_key: str) -> None:
+    adapter, _ = mocked("openai", reply(302, raw=b"", headers={"location": "http://elsewhere/"}))
+    with pytest.raises(ProtocolError) as info:
+        await adapter.complete(ask())
+    assert info.value.status == 302 and not info.value.retryable

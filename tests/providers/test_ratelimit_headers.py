@@ -118,3 +118,36 @@ def test_retry_delay_prefers_explicit_headers_then_the_exhausted_window() -> Non
     assert retry_delay(headers) == 1.5
     assert retry_delay({"x-ratelimit-reset-requests": "4s"}) == 4.0
     assert retry_delay({"x-ratelimit-reset-requests": "junk"}) is None
+
+
+# --- over real HTTP, against a rate-limited simulator ----------------------------------------
+
+
+@pytest.fixture
+def limited_sim():
+    """A fresh simulator per test, so each starts with a full window."""
+    from evalcluster.simulator import SimulatorConfig, SimulatorThread
+
+    with SimulatorThread(SimulatorConfig(rpm=60, tpm=100_000)) as server:
+        yield server
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_http_limits_are_read_and_a_real_429_carries_its_delay(
+    limited_sim, kind: str, api_key: str
+) -> None:
+    from evalcluster.errors import RateLimitedError
+
+    from .conftest import ask, over_http
+
+    async with over_http(limited_sim, kind) as adapter:
+        completion = await adapter.complete(ask(max_tokens=8))
+        snap = completion.rate_limits
+        assert snap.limit_requests == 60 and snap.limit_tokens == 100_000
+        assert snap.remaining_requests is not None and snap.reset_requests_s is not None
+        assert 0 <= snap.reset_requests_s <= 60
+        with pytest.raises(RateLimitedError) as info:  # 60 rpm admits one request a second
+            for _ in range(5):
+                await adapter.complete(ask(max_tokens=8))
+    assert info.value.retry_after_s is not None and 0 < info.value.retry_after_s <= 2

@@ -162,3 +162,22 @@ async def test_mock_transport_handler_can_act_out_network_failures() -> None:
 
     with pytest.raises(ProviderTimeoutError):
         await MockTransport(handler).get("http://x/", {}, timeout_s=1)
+
+
+async def test_many_requests_through_a_small_pool_to_the_simulator(sim, api_key: str) -> None:
+    """200 concurrent calls through an adapter whose pool holds 8 connections all succeed."""
+    from evalcluster.providers import build_adapter
+    from evalcluster.spec.models import ProviderConfig
+
+    from .conftest import ask
+
+    config = ProviderConfig(kind="openai", base_url=sim.url + "/v1",
+                            api_key_env="EVALCLUSTER_TEST_KEY", max_concurrency=8)  # fmt: skip
+    adapter = build_adapter("pool", config)
+    try:
+        results = await asyncio.gather(
+            *(adapter.complete(ask(f"What is {i} + 1?")) for i in range(200))
+        )
+    finally:
+        await adapter.aclose()
+    assert [r.text for r in results] == [str(i + 1) for i in range(200)]

@@ -197,3 +197,13 @@ def test_unknown_force_value_is_a_bad_request(sim, client):
     resp = post(client, "openai", sim.url, PROMPT, headers={"x-sim-force": "explode"})
     assert resp.status_code == 400
     assert "x-sim-force" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("x-sim-retry-after", "soon"), ("x-sim-retry-after", "inf"), ("x-sim-thinking-tokens", "-3")],
+)
+def test_unreadable_sim_headers_are_bad_requests_naming_the_header(sim, client, header, value):
+    resp = post(client, "gemini", sim.url, PROMPT, headers={"x-sim-force": "429", header: value})
+    assert resp.status_code == 400
+    assert header in resp.json()["error"]["message"]

@@ -61,9 +61,19 @@ def build(
     raise ValueError(fmt)
 
 
-def post(client: httpx.Client, fmt: str, base_url: str, prompt: str, **kw: Any) -> httpx.Response:
+def post(
+    client: httpx.Client,
+    fmt: str,
+    base_url: str,
+    prompt: str,
+    *,
+    timeout: float | None = None,
+    **kw: Any,
+) -> httpx.Response:
+    """Send `build(...)` with `client`; `timeout` overrides the client's for this call."""
     call = build(fmt, base_url, prompt, **kw)
-    return client.post(call.url, json=call.body, headers=call.headers)
+    extra = {} if timeout is None else {"timeout": timeout}
+    return client.post(call.url, json=call.body, headers=call.headers, **extra)
 
 
 def text_of(fmt: str, body: dict[str, Any]) -> str:
