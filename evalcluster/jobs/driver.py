@@ -46,6 +46,7 @@ from evalcluster.store.manifest import (
 log = logging.getLogger(__name__)
 
 MANIFEST_FLUSH_S = 2.0
+CANCEL_CHECK_S = 0.5
 SHARD_CPUS = 0.5  # shards mostly wait on provider actors; two share a core
 # A run stopped by its budget is resumable, like a cancelled one: MLflow calls both KILLED.
 MLFLOW_STATUS = {"finished": "FINISHED", "killed": "KILLED", "budget_exhausted": "KILLED"}
@@ -213,6 +214,8 @@ class _Driver:
         self.tracker = None
         self.mlflow_error: str | None = None
         self._last_flush = 0.0
+        self._last_cancel_check = 0.0
+        self._cancelled_remotely = False
         self._last_progress = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -287,8 +290,9 @@ class _Driver:
             total_shards += 1
             samples_ref = None
             for target in self.targets:
-                if batch.index in self.manifest.shards.get(target, {}):
-                    self._report_recorded(target, self.manifest.shards[target][batch.index].rows)
+                recorded = self.manifest.shards.get(target, {}).get(batch.index)
+                if recorded is not None:
+                    self._report_recorded(target, recorded.rows)
                     continue
                 if stopped or self._cancel_requested():
                     stopped = stopped or "killed"
@@ -298,17 +302,20 @@ class _Driver:
                     ctx_ref, samples_ref, target, batch.index
                 )
                 in_flight[task] = (target, batch.index)
-                while len(in_flight) >= limit:
-                    stopped = self._collect(in_flight, block=True) or stopped
-            stopped = self._collect(in_flight, block=False) or stopped
-        while in_flight:
-            stopped = self._collect(in_flight, block=True) or stopped
+                while len(in_flight) >= limit and not stopped:
+                    stopped = self._collect(in_flight, block=True)
+            if not stopped:
+                stopped = self._collect(in_flight, block=False)
+        while in_flight and not stopped:
+            stopped = self._collect(in_flight, block=True)
+        if stopped == "killed":
+            self._abandon(in_flight)
+        while in_flight:  # budget stop: shards finish what they reserved, then return
+            self._collect(in_flight, block=True)
         self.manifest = self.manifest.model_copy(
             update={"total_shards": {t: total_shards for t in self.targets}}
         )
         self._flush_manifest(force=True)
-        if self._cancel_requested():
-            return "killed", "cancelled"
         if stopped == "budget_exhausted":
             return "budget_exhausted", f"budget of ${self.budget:.4f} reached"
         if stopped:
@@ -319,11 +326,9 @@ class _Driver:
         return "finished", None
 
     def _collect(self, in_flight: dict, *, block: bool) -> str | None:
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=None if block else 0)
-        if not ready:
-            # a cheap place to check progress and cancels while waiting
-            self._progress()
-            return None
+        """Record finished shards; return why the run must stop, if it must."""
+        # A bounded wait keeps signal handlers (Ray's job stop sends SIGTERM) responsive.
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0 if block else 0)
         stopped = None
         for ref in ready:
             target, index = in_flight.pop(ref)
@@ -331,10 +336,32 @@ class _Driver:
             if outcome.committed:
                 self._record(target, index, outcome.rows)
             elif outcome.stopped:
-                stopped = outcome.stopped
+                stopped = "killed" if outcome.stopped == "cancelled" else outcome.stopped
         self._flush_manifest()
         self._progress()
+        if self._cancel_requested():
+            return "killed"
         return stopped
+
+    def _abandon(self, in_flight: dict) -> None:
+        """Cancel: stop dispatching everywhere and drop the shards still running.
+
+        Their partial work is not committed (a resume redoes those shards), and Ray's job stop
+        gives the driver only a few seconds before it kills it, so nothing here waits long.
+        """
+        with contextlib.suppress(Exception):
+            self.run_actor.cancel.remote()
+        for ref in list(in_flight):
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=2.0)
+        for ref in ready:
+            target, index = in_flight.pop(ref)
+            with contextlib.suppress(Exception):
+                outcome: ShardOutcome = ray.get(ref)
+                if outcome.committed:
+                    self._record(target, index, outcome.rows)
+        in_flight.clear()
 
     def _record(self, target: str, index: int, rows: int) -> None:
         shards = dict(self.manifest.shards)
@@ -364,12 +391,18 @@ class _Driver:
             self._last_flush = now
 
     def _cancel_requested(self) -> bool:
-        if self.cancel.requested:
+        if self.cancel.requested or self._cancelled_remotely:
             return True
+        now = time.monotonic()
+        if now - self._last_cancel_check < CANCEL_CHECK_S:
+            return False
+        self._last_cancel_check = now
         try:
-            return bool(ray.get(self.run_actor.is_cancelled.remote(), timeout=5))
+            self._cancelled_remotely = bool(
+                ray.get(self.run_actor.is_cancelled.remote(), timeout=5))
         except Exception:  # noqa: BLE001 - a lost run actor must not stop the run
             return False
+        return self._cancelled_remotely
 
     def _progress(self) -> None:
         if self.on_progress is None:

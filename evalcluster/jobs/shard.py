@@ -9,12 +9,14 @@ the resume does not pay for them twice.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow.parquet as pq
 import ray
 
 from evalcluster.actors.calls import CallResult
@@ -91,8 +93,10 @@ class ShardEvaluator:
 
     def run(self, samples: list[Sample]) -> ShardOutcome:
         store, run_id = self.ctx.store, self.ctx.run_id
-        if store.exists(shard_key(run_id, self.target.name, self.index)):
-            return ShardOutcome(self.target.name, self.index, committed=True, rows=-1)
+        key = shard_key(run_id, self.target.name, self.index)
+        if store.exists(key):  # committed by an earlier attempt or an earlier driver
+            rows = pq.read_metadata(io.BytesIO(store.get(key))).num_rows
+            return ShardOutcome(self.target.name, self.index, committed=True, rows=rows)
         calls = self._calls(samples)
         cache_part = self.cache.part_key(self.ctx.suite, self.target, self.provider, self.index)
         cached = self.cache.load(cache_part) if self.ctx.use_cache else {}

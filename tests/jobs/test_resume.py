@@ -1,0 +1,98 @@
+"""A driver killed mid-run (SIGKILL, like a lost machine) is resumed with the same run id."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from evalcluster.simulator import SimulatorConfig, SimulatorThread
+from evalcluster.store.fs import open_store
+from evalcluster.store.lake import list_shards, read_results
+from evalcluster.store.manifest import read_manifest
+from tests.conftest import openai_provider, write_suite
+
+SAMPLES, SHARD = 96, 8
+
+
+def start_run(suite: Path, work: Path, run_id: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "evalcluster.cli", "run", str(suite), "--run-id", run_id,
+         "--store", str(work / "store"), "--tracking-uri", f"sqlite:///{work}/mlflow.db",
+         "--quiet"],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: killing it takes embedded Ray too
+    )
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def settled_count(sim) -> int:
+    """Requests the simulator has seen once the killed run's last in-flight ones have landed."""
+    previous = -1
+    while True:
+        stats = sim.stats()
+        if stats["in_flight"] == 0 and stats["requests_total"] == previous:
+            return previous
+        previous = stats["requests_total"]
+        time.sleep(1.0)
+
+
+@pytest.fixture
+def slow_sim():
+    with SimulatorThread(SimulatorConfig(latency_ms=150)) as sim:
+        yield sim
+
+
+def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow_sim):
+    suite = write_suite(
+        tmp_path, samples=SAMPLES, shard_size=SHARD,
+        providers={"p": openai_provider(slow_sim.url, max_concurrency=4)},
+        targets=[{"name": "a", "provider": "p", "model": "m", "params": {"temperature": 0}}],
+    )
+    store = open_store(str(tmp_path / "store"))
+    first = start_run(suite, tmp_path, "resumed")
+    try:
+        deadline = time.monotonic() + 180
+        while len(list_shards(store, "resumed")) < 3 if store.exists(
+                "runs/run_id=resumed/_manifest.json") else True:
+            assert first.poll() is None, first.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no shard committed in time"
+            time.sleep(0.2)
+    finally:
+        kill_group(first)
+    calls_before = settled_count(slow_sim)  # the dying run's workers may still commit
+    committed_rows = read_results(store, "resumed").num_rows
+    assert 0 < committed_rows < SAMPLES
+    assert read_manifest(store, "resumed").status == "running"  # the driver died mid-run
+
+    second = start_run(suite, tmp_path, "resumed")
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err[-3000:]
+
+    rows = read_results(store, "resumed").to_pylist()
+    assert sorted(r["sample_id"] for r in rows) == sorted({r["sample_id"] for r in rows})
+    assert len(rows) == SAMPLES
+    # committed shards were not evaluated again: only the rest reached the provider
+    assert slow_sim.stats()["requests_total"] - calls_before == SAMPLES - committed_rows
+    manifest = read_manifest(store, "resumed")
+    assert manifest.status == "finished"
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("evalcluster/t-suite")
+    parents = [r for r in client.search_runs([experiment.experiment_id],
+                                              filter_string="tags.`evalcluster.run_id` = 'resumed'")
+               if "mlflow.parentRunId" not in r.data.tags]
+    by_status = {r.info.status: r for r in parents}
+    assert set(by_status) == {"KILLED", "FINISHED"}
+    killed_id = by_status["KILLED"].info.run_id
+    assert killed_id in by_status["FINISHED"].data.tags["evalcluster.resumed_from"]
