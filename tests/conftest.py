@@ -18,19 +18,40 @@ def write_dataset(path: Path, n: int, *, start: int = 0) -> Path:
     with path.open("w") as f:
         for i in range(start, start + n):
             a, b = 3 + i, 7 + (i * 5) % 11
-            f.write(json.dumps({"id": f"q{i:05d}", "question": f"{a} + {b}",
-                                "answer": str(a + b), "op": "add" if i % 2 else "plus"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"q{i:05d}",
+                        "question": f"{a} + {b}",
+                        "answer": str(a + b),
+                        "op": "add" if i % 2 else "plus",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
-def write_suite(tmp_path: Path, *, providers: dict[str, Any], targets: list[dict[str, Any]],
-                samples: int = 20, name: str = "t-suite", **extra: Any) -> Path:
+def write_suite(
+    tmp_path: Path,
+    *,
+    providers: dict[str, Any],
+    targets: list[dict[str, Any]],
+    samples: int = 20,
+    name: str = "t-suite",
+    **extra: Any,
+) -> Path:
     """A suite over a fresh arithmetic dataset; `extra` overrides top-level keys."""
     data = write_dataset(tmp_path / f"{name}.jsonl", samples)
     suite = {
         "name": name,
-        "dataset": {"path": str(data), "id": "id", "input": "question", "target": "answer",
-                    "metadata": ["op"]},
+        "dataset": {
+            "path": str(data),
+            "id": "id",
+            "input": "question",
+            "target": "answer",
+            "metadata": ["op"],
+        },
         "prompt": "What is {question}? Answer with the number only.",
         "scorers": [{"type": "numeric"}, {"type": "exact"}],
         "group_by": ["op"],
@@ -46,8 +67,13 @@ def write_suite(tmp_path: Path, *, providers: dict[str, Any], targets: list[dict
 
 def openai_provider(base_url: str, **extra: Any) -> dict[str, Any]:
     """A provider of kind openai pointed at a simulator (which accepts any key)."""
-    return {"kind": "openai", "base_url": base_url + "/v1", "api_key_env": "EVALCLUSTER_TEST_KEY",
-            "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}, **extra}
+    return {
+        "kind": "openai",
+        "base_url": base_url + "/v1",
+        "api_key_env": "EVALCLUSTER_TEST_KEY",
+        "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+        **extra,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +89,20 @@ def local_ray():
     if ray.is_initialized():
         yield ray
         return
-    ray.init(num_cpus=4, namespace="evalcluster", include_dashboard=False,
-             log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"EVALCLUSTER_TEST_KEY": os.environ.get(
-                 "EVALCLUSTER_TEST_KEY", "sk-test-not-a-real-key-0123456789")}})
+    ray.init(
+        num_cpus=4,
+        namespace="evalcluster",
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={
+            "env_vars": {
+                "EVALCLUSTER_TEST_KEY": os.environ.get(
+                    "EVALCLUSTER_TEST_KEY", "sk-test-not-a-real-key-0123456789"
+                )
+            }
+        },
+    )
     try:
         yield ray
     finally:

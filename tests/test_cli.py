@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 
@@ -19,8 +21,9 @@ EVALCLUSTER = [sys.executable, "-m", "evalcluster.cli"]
 
 
 def evalcluster(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*EVALCLUSTER, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*EVALCLUSTER, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +33,19 @@ def demo(tmp_path_factory):
     db = f"sqlite:///{work}/mlflow.db"
     runs = []
     for run_id in ("demo-a", "demo-b"):
-        done = evalcluster("run", str(REPO / "examples" / "arithmetic.yaml"), "--store",
-                           str(work / "store"), "--tracking-uri", db, "--run-id", run_id,
-                           "--quiet", *(["--no-cache"] if run_id == "demo-b" else []), cwd=work)
+        done = evalcluster(
+            "run",
+            str(REPO / "examples" / "arithmetic.yaml"),
+            "--store",
+            str(work / "store"),
+            "--tracking-uri",
+            db,
+            "--run-id",
+            run_id,
+            "--quiet",
+            *(["--no-cache"] if run_id == "demo-b" else []),
+            cwd=work,
+        )
         runs.append(done)
     return work, db, runs
 
@@ -54,8 +67,14 @@ def test_demo_lake_reads_as_one_hive_table_with_every_column(demo):
     per_run = duckdb.sql(
         f"select run_id, count(*) as n, count(distinct (target, sample_id, epoch)) as k "
         f"from read_parquet('{runs_dir}/*/*/*.parquet', hive_partitioning=true) "
-        f"group by run_id order by run_id").fetchall()
+        f"group by run_id order by run_id"
+    ).fetchall()
     assert per_run == [("demo-a", 600, 600), ("demo-b", 600, 600)]
+    # pandas and pyarrow.parquet read partitions as dictionaries: the lake must suit them too
+    frame = pd.read_parquet(runs_dir)
+    assert len(frame) == 1200 and set(DESIGN_COLUMNS) <= set(frame.columns)
+    one_run = pq.read_table(runs_dir / "run_id=demo-a")
+    assert one_run.num_rows == 600 and "target" in one_run.column_names
 
 
 def test_demo_is_logged_to_mlflow_with_parent_and_child_runs(demo):
@@ -63,8 +82,9 @@ def test_demo_is_logged_to_mlflow_with_parent_and_child_runs(demo):
     client = MlflowClient(db)
     experiment = client.get_experiment_by_name("evalcluster/arithmetic")
     assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id],
-                              filter_string="tags.`evalcluster.run_id` = 'demo-a'")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`evalcluster.run_id` = 'demo-a'"
+    )
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1 and len(children) == 2
@@ -79,12 +99,14 @@ def test_runs_results_and_compare_read_the_lake(demo):
     listed = evalcluster("runs", "--store", store, "--format", "json", cwd=work)
     assert listed.returncode == 0
     assert {r["run_id"] for r in json.loads(listed.stdout)} == {"demo-a", "demo-b"}
-    results = evalcluster("results", "demo-a", "--store", store, "--format", "json",
-                          "--limit", "5", cwd=work)
+    results = evalcluster(
+        "results", "demo-a", "--store", store, "--format", "json", "--limit", "5", cwd=work
+    )
     rows = json.loads(results.stdout)
     assert len(rows) == 5 and rows[0]["run_id"] == "demo-a"
-    compared = evalcluster("compare", "demo-a", "demo-b", "--store", store, "--format", "json",
-                           cwd=work)
+    compared = evalcluster(
+        "compare", "demo-a", "demo-b", "--store", store, "--format", "json", cwd=work
+    )
     assert compared.returncode == 0, compared.stderr
     rows = json.loads(compared.stdout)
     strong = [r for r in rows if r["target"] == "sim-strong" and r["scorer"] == "numeric"][0]
@@ -96,8 +118,11 @@ def test_runs_results_and_compare_read_the_lake(demo):
 
 BAD_SUITES = {  # case: (text to replace, its replacement, what the error line must say)
     "unknown scorer": ("{type: numeric}", "{type: numerci}", "scorers[0].type: unknown scorer"),
-    "missing dataset": ("path: data/arithmetic.jsonl", "path: nope.jsonl",
-                        "dataset.path: file not found: nope.jsonl"),
+    "missing dataset": (
+        "path: data/arithmetic.jsonl",
+        "path: nope.jsonl",
+        "dataset.path: file not found: nope.jsonl",
+    ),
     "template variable": ("{question}?", "{questoin}?", "prompt: template variable {questoin}"),
     "bad yaml": ("scorers:", "scorers: [", "invalid YAML"),
 }
@@ -109,9 +134,18 @@ def test_a_bad_suite_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
     text = (REPO / "examples" / "arithmetic.yaml").read_text()
     assert old in text
     suite = tmp_path / "bad.yaml"
-    suite.write_text(text.replace(old, new, 1).replace("path: data/", f"path: {REPO}/examples/data/"))
-    done = evalcluster("run", str(suite), "--store", str(tmp_path / "store"),
-                       "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+    suite.write_text(
+        text.replace(old, new, 1).replace("path: data/", f"path: {REPO}/examples/data/")
+    )
+    done = evalcluster(
+        "run",
+        str(suite),
+        "--store",
+        str(tmp_path / "store"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
     assert not (tmp_path / "store").exists() and not (tmp_path / "mlflow.db").exists()

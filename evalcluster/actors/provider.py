@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import ray
@@ -42,6 +43,34 @@ class _BreakerOpen(Exception):
     """Internal: the breaker refused and a fallback should serve instead."""
 
 
+class SendWindow:
+    """At most `capacity` sends in any `window_s` seconds (a sliding log of send times).
+
+    The token bucket alone lets up to twice its capacity through within one window after an
+    idle spell (a full bucket, then the refill). Providers enforce per-minute limits in short
+    fixed windows ("quantized": OpenAI's rate-limit guide gives 60,000 rpm enforced as 1,000
+    per second), so that burst meets 429s whenever the window was already partly used. A
+    window of the bucket's burst length holding the bucket's capacity closes the gap; at the
+    steady rate it never waits. Callers must take turns (the actor's fair queue serialises
+    them).
+    """
+
+    def __init__(self, per_minute: float | None, burst_s: float) -> None:
+        self.window_s = burst_s if per_minute is None else max(burst_s, 60.0 / per_minute)
+        capacity = None if per_minute is None else max(1, math.floor(per_minute * burst_s / 60))
+        self._sent: deque[float] | None = None if capacity is None else deque(maxlen=capacity)
+
+    async def wait(self) -> None:
+        """Return when one more send fits, and record it."""
+        if self._sent is None:
+            return
+        if len(self._sent) == self._sent.maxlen:
+            delay = self._sent[0] + self.window_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        self._sent.append(time.monotonic())
+
+
 def provider_actor_name(name: str, config: ProviderConfig) -> str:
     digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
     return f"provider:{name}:{digest}"
@@ -55,6 +84,7 @@ class ProviderActor:
         self.fallbacks = fallbacks
         self.adapter = build_adapter(name, config)
         self.bucket = DualTokenBucket(config.rpm, config.tpm, burst_s=config.burst_s)
+        self.window = SendWindow(config.rpm, config.burst_s)
         self.breaker = CircuitBreaker.from_config(config.breaker)
         self.fair = WeightedFairQueue()
         self.slots = asyncio.Semaphore(config.max_concurrency)
@@ -136,6 +166,11 @@ class ProviderActor:
             # One waiter at a time reaches the bucket, chosen fairly among the runs waiting.
             async with self.fair.turn(run_id, priority):
                 reservation = await self.bucket.acquire(estimate_request_tokens(request))
+                try:
+                    await self.window.wait()
+                except BaseException:
+                    self.bucket.release(reservation)
+                    raise
         except BaseException:
             self.breaker.release_probe()
             raise
@@ -259,16 +294,15 @@ def retire_provider_actors(actors: dict[str, Any], providers: dict[str, Provider
 
 def provider_status_rows() -> list[dict[str, Any]]:
     """Status of every live provider actor in the cluster, for `evalcluster providers`."""
-    from ray.util.state import list_actors
-
     rows = []
-    for info in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000):
-        if not (info.name or "").startswith("provider:"):
-            continue
+    # Asked of the connected cluster's GCS: the state API would need the dashboard, and would
+    # guess the address (and refuse) when several local clusters run on one machine.
+    names = ray.util.list_named_actors(all_namespaces=True)
+    for name in sorted(
+        n["name"] for n in names if n["namespace"] == NAMESPACE and n["name"].startswith("provider:")
+    ):
         try:
-            status = ray.get(
-                ray.get_actor(info.name, namespace=NAMESPACE).status.remote(), timeout=10
-            )
+            status = ray.get(ray.get_actor(name, namespace=NAMESPACE).status.remote(), timeout=10)
         except Exception:  # noqa: BLE001 - an actor that died since listing is skipped
             continue
         limiter = status["limiter"]

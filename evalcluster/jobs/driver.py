@@ -399,7 +399,8 @@ class _Driver:
         self._last_cancel_check = now
         try:
             self._cancelled_remotely = bool(
-                ray.get(self.run_actor.is_cancelled.remote(), timeout=5))
+                ray.get(self.run_actor.is_cancelled.remote(), timeout=5)
+            )
         except Exception:  # noqa: BLE001 - a lost run actor must not stop the run
             return False
         return self._cancelled_remotely
@@ -464,31 +465,36 @@ class _Driver:
             self._set_status(status, message)
         if self.tracker is not None and self.manifest.mlflow_run_id:
             try:
-                samples = _traced_samples(self.store, self.run_id, self.options.max_traced_samples)
+                samples = _traced_samples(
+                    self.store, self.run_id, self.targets, self.options.max_traced_samples
+                )
                 self.tracker.finish_evaluation(
                     self.manifest.mlflow_run_id,
                     status=MLFLOW_STATUS.get(status, "FAILED"),
                     summary=summary,
                     targets=target_results(self.suite, summary),
                     samples=samples,
-                    max_traced_samples=self.options.max_traced_samples,
+                    max_traced_samples=self.options.max_traced_samples // max(1, len(self.targets)),
                 )
             except TrackingError as exc:
                 self._tracking_failed(exc)
         return summary
 
 
-def _traced_samples(store: Store, run_id: str, limit: int) -> Iterator[dict[str, Any]]:
-    if limit <= 0:
-        return iter(())
-
-    def rows() -> Iterator[dict[str, Any]]:
+def _traced_samples(
+    store: Store, run_id: str, targets: list[str], limit: int
+) -> Iterator[dict[str, Any]]:
+    """The first rows of each target, `limit` in all for the run, for MLflow's sample view."""
+    per_target = limit // max(1, len(targets))
+    if per_target <= 0:
+        return
+    for target in targets:
         count = 0
-        for batch in iter_result_batches(store, run_id):
+        for batch in iter_result_batches(store, run_id, target=target):
             for row in batch.to_pylist():
                 yield row
                 count += 1
-                if count >= limit:
-                    return
-
-    return rows()
+                if count >= per_target:
+                    break
+            if count >= per_target:
+                break

@@ -33,6 +33,8 @@ from evalcluster.store.fs import Store
 from evalcluster.store.lake import commit_shard, shard_key
 
 CHUNK_SIZE = 64
+# Times a chunk is sent again after its provider actor died with it (Ray restarts the actor).
+ACTOR_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -177,10 +179,24 @@ class ShardEvaluator:
                 self.ctx.run_id, [c.request for c in chunk], self.ctx.priority
             )
             in_flight[ref] = (chunk, reserve)
+        lost: dict[ray.ObjectRef, int] = {}  # how many times each chunk was lost so far
         while in_flight:
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             chunk, reserve = in_flight.pop(ready[0])
-            outcomes: list[CallResult] = ray.get(ready[0])
+            tries = lost.pop(ready[0], 0)
+            try:
+                outcomes: list[CallResult] = ray.get(ready[0])
+            except ray.exceptions.RayActorError:
+                # The actor died (or restarted) holding this chunk: its answers are lost, so
+                # the chunk goes again; results are keyed by hash, so nothing is duplicated.
+                if tries >= ACTOR_RETRIES:
+                    raise
+                ref = actor.complete_batch.remote(
+                    self.ctx.run_id, [c.request for c in chunk], self.ctx.priority
+                )
+                in_flight[ref] = (chunk, reserve)
+                lost[ref] = tries + 1
+                continue
             spent = sum(o.cost_usd for o in outcomes)
             self._settle(reserve, spent)
             for c, o in zip(chunk, outcomes, strict=True):

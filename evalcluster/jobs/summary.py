@@ -69,8 +69,7 @@ def build_summary(
     epochs = suite.spec.epochs
     group_by = list(suite.spec.group_by)
     targets: dict[str, _TargetAcc] = defaultdict(_TargetAcc)
-    columns = [
-        "target",
+    columns = [  # the target is the shard's partition, not a column of its file
         "sample_id",
         "epoch",
         "error_kind",

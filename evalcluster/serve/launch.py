@@ -61,7 +61,10 @@ def serve_forever(
         if address:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         else:
-            ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+            # "local": always a new cluster, never one found on this machine by ray.init().
+            ray.init(
+                address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False
+            )
     try:
         with _stop_on_signals(stop):
             serve.start(http_options={"host": host, "port": port})

@@ -29,7 +29,7 @@ async def send_json(
     send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> None:
     """Send a whole JSON answer on a raw ASGI connection."""
-    data = json.dumps(body).encode()
+    data = json.dumps(body, separators=(",", ":")).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})

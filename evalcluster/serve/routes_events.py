@@ -77,6 +77,7 @@ async def run_events(websocket: WebSocket, run_id: str) -> None:
 async def _stream(websocket: WebSocket, ctx: ServiceContext, run_id: str, state: RunStatus) -> None:
     await websocket.send_json({"type": "state", "run": state.model_dump()})
     status, version = state.status, -1
+    last_progress: dict[str, Any] | None = None
     while not _ended(state):
         actor = await asyncio.to_thread(get_run_actor, run_id)
         snapshot = await _next_snapshot(actor, version) if actor is not None else None
@@ -91,7 +92,10 @@ async def _stream(websocket: WebSocket, ctx: ServiceContext, run_id: str, state:
         started = time.monotonic()
         if snapshot["version"] != version:
             version = snapshot["version"]
-            await websocket.send_json(_progress_event(snapshot))
+            progress = _progress_event(snapshot)
+            if progress != last_progress:  # a version also moves on status-only changes
+                last_progress = progress
+                await websocket.send_json(progress)
         if snapshot["status"] != status:
             status = snapshot["status"]
             await websocket.send_json(_status_event(run_id, status, snapshot.get("message")))

@@ -20,6 +20,7 @@ from evalcluster.serve.launcher import driver_run_ids, get_driver, launch_run
 from evalcluster.serve.runstatus import (
     RunSources,
     compose_status,
+    driver_state,
     gather_sources,
     is_terminal,
     is_valid_run_id,
@@ -237,8 +238,11 @@ async def get_results(
             raise ApiError(404, f"run {run_id!r} has no target {target!r}") from None
         if manifest is not None and target not in manifest.targets:
             raise ApiError(404, f"run {run_id!r} has no target {target!r}")
-    # One extra row tells whether another page follows.
-    rows = await ctx.call(_read_page, ctx, run_id, target, offset, limit + 1)
+    if manifest is None and await driver_state(run_id) is not None:
+        rows: list[dict[str, Any]] = []  # still starting: known, but nothing committed yet
+    else:
+        # One extra row tells whether another page follows.
+        rows = await ctx.call(_read_page, ctx, run_id, target, offset, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return ResultsPage(

@@ -64,6 +64,8 @@ def compose_status(src: RunSources) -> RunStatus:
     message: str | None = None
     if manifest is not None and manifest.is_terminal:
         status, message, live = manifest.status, manifest.error, False
+        if message is None and driver is not None and driver["status"] == "failed":
+            message = driver["message"]  # it failed after recording the status (the summary)
     elif src.snapshot is not None:
         status, message = src.snapshot["status"], src.snapshot.get("message")
     elif driver is not None and driver["phase"] == "ended":

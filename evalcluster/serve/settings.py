@@ -60,7 +60,8 @@ def settings_from_args(args: Mapping[str, Any]) -> ServeSettings:
     if not keys and not allow_no_auth:
         raise SpecError(
             "no API keys configured: set EVALCLUSTER_API_KEYS (comma-separated) or pass an "
-            "api_keys_file (one key per line); allow_no_auth=true runs without authentication",
+            "api_keys_file (one key per line); to run without authentication set "
+            "allow_no_auth=true (for `evalcluster serve`: EVALCLUSTER_ALLOW_NO_AUTH=1)",
             field="api_keys",
         )
     base_dir = Path(_optional_str(args.get("base_dir")) or os.getcwd()).resolve()

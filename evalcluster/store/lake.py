@@ -92,6 +92,11 @@ BASE_FIELDS: tuple[pa.Field, ...] = (
 
 SCORE_PREFIX = "score_"
 
+# Hive partition columns: they are in the path (run_id=<id>/target=<name>/), not in the files.
+# Written in the files too, pyarrow.parquet.read_table and pandas (which read partitions as
+# dictionaries) refuse to merge them with the files' string columns.
+PARTITION_COLUMNS = ("run_id", "target")
+
 
 def result_schema(scorer_names: Sequence[str]) -> pa.Schema:
     """The schema of a run's result rows: `BASE_FIELDS`, then ``score_<name>`` per scorer."""
@@ -177,7 +182,7 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]
 
 def shard_to_parquet_bytes(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]) -> bytes:
     """The whole Parquet file (zstd) for `rows`, built in memory; validated as `rows_to_table`."""
-    table = rows_to_table(rows, scorer_names)
+    table = rows_to_table(rows, scorer_names).drop_columns(list(PARTITION_COLUMNS))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
@@ -275,13 +280,34 @@ def _opened(store: Store, shards: Sequence[ShardFile]) -> Iterator[pq.ParquetFil
 def _check_columns(
     parquet: pq.ParquetFile, columns: Sequence[str] | None, where: str
 ) -> list[str] | None:
+    """The file columns to read for `columns` (the partition columns come from the path)."""
     if columns is None:
         return None
+    columns = [c for c in columns if c not in PARTITION_COLUMNS]
     available = set(parquet.schema_arrow.names)
     unknown = [c for c in columns if c not in available]
     if unknown:
         raise StoreError(f"no column {unknown[0]!r} in the results of {where}")
     return list(columns)
+
+
+def _with_partitions(
+    table: pa.Table, run_id: str, target: str, columns: Sequence[str] | None
+) -> pa.Table:
+    """Put the partition columns back where `result_schema` has them (or as `columns` asks)."""
+    n = table.num_rows
+    if columns is None or "run_id" in columns:
+        table = table.add_column(
+            0, pa.field("run_id", pa.string(), nullable=False), pa.array([run_id] * n, pa.string())
+        )
+    if columns is None or "target" in columns:
+        position = min(3, table.num_columns) if columns is None else table.num_columns
+        table = table.add_column(
+            position,
+            pa.field("target", pa.string(), nullable=False),
+            pa.array([target] * n, pa.string()),
+        )
+    return table if columns is None else table.select(list(columns))
 
 
 def _read_rows(
@@ -323,30 +349,37 @@ def read_results(
     skip, remaining = offset, math.inf if limit is None else limit
     tables: list[pa.Table] = []
     with contextlib.closing(_opened(store, shards if remaining > 0 else [])) as files:
-        for parquet in files:
+        for shard, parquet in zip(shards, files, strict=False):
             selected = _check_columns(parquet, columns, where)
             rows = parquet.metadata.num_rows
             if skip >= rows:
                 skip -= rows
                 continue
             stop = int(min(rows, skip + remaining))
-            tables.append(_read_rows(parquet, skip, stop, selected))
+            page = _read_rows(parquet, skip, stop, selected)
+            tables.append(_with_partitions(page, run_id, shard.target, columns))
             remaining -= stop - skip
             skip = 0
             if remaining <= 0:
                 break
     if not tables:
-        return _empty(shards, store, columns, where)
+        return _empty(shards, store, columns, where, run_id)
     return pa.concat_tables(tables, promote_options="default")
 
 
 def _empty(
-    shards: list[ShardFile], store: Store, columns: Sequence[str] | None, where: str
+    shards: list[ShardFile],
+    store: Store,
+    columns: Sequence[str] | None,
+    where: str,
+    run_id: str,
 ) -> pa.Table:
     if shards:  # a page past the end: keep the run's own schema
         parquet = _open(store, shards[0])
         selected = _check_columns(parquet, columns, where)
-        return parquet.schema_arrow.empty_table().select(selected or parquet.schema_arrow.names)
+        empty = parquet.schema_arrow.empty_table()
+        empty = empty.select(selected if selected is not None else empty.column_names)
+        return _with_partitions(empty, run_id, shards[0].target, columns)
     schema = result_schema([])
     if columns is None:
         return schema.empty_table()
@@ -375,7 +408,11 @@ def iter_result_batches(
         for shard, parquet in zip(shards, files, strict=False):
             selected = _check_columns(parquet, columns, f"run {run_id!r}")
             try:
-                yield from parquet.iter_batches(batch_size=batch_size, columns=selected)
+                for batch in parquet.iter_batches(batch_size=batch_size, columns=selected):
+                    table = _with_partitions(
+                        pa.Table.from_batches([batch]), run_id, shard.target, columns
+                    )
+                    yield from table.to_batches()
             except (OSError, pa.ArrowException) as e:
                 raise StoreError(f"cannot read {store.full_uri(shard.key)}: {e}") from e
 

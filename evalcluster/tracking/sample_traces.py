@@ -1,7 +1,7 @@
 """Per-sample results as MLflow traces, so the MLflow UI can browse an evaluation's samples.
 
-MLflow 3's GenAI views (a run's "Evaluations" and "Traces" tabs, the experiment's trace list)
-show traces whose metadata ``mlflow.sourceRun`` names the run, with their assessments: this is
+MLflow 3's GenAI views (a run's "Traces" tab, an evaluation table with a column per assessment;
+the experiment's trace list) show traces whose metadata ``mlflow.sourceRun`` names the run: this is
 what ``mlflow.genai.evaluate`` writes for a static dataset (``genai/evaluation/harness.py``
 creates one root-span trace per row and logs one Feedback per scorer plus the Expectations).
 We write the same shape for rows already scored, one trace per lake row:
@@ -22,6 +22,7 @@ one ``StartTraceV3`` per trace carrying its assessments, then the spans in batch
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 import uuid
@@ -77,12 +78,20 @@ class SampleTrace:
 
 
 def score_values(row: Mapping[str, Any]) -> dict[str, float | None]:
-    """The row's ``score_<name>`` columns by scorer name."""
+    """The row's ``score_<name>`` columns by scorer name; a non-number reads as no score."""
     return {
-        key[len(SCORE_PREFIX) :]: (None if value is None else float(value))
+        key[len(SCORE_PREFIX) :]: _float_or_none(value)
         for key, value in row.items()
         if key.startswith(SCORE_PREFIX)
     }
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _dump(value: Any) -> str:

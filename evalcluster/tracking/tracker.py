@@ -8,7 +8,9 @@ See docs/mlflow.md for what is logged where.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -125,15 +127,22 @@ class MlflowTracker:
             if resumed_from:
                 tags[f.TAG_RESUMED_FROM] = f.tag_value(",".join(resumed_from))
             run = self._client.create_run(experiment_id, tags=tags, run_name=run_id)
-            parent_id = run.info.run_id
-            params = {
-                "suite_version": suite_version,
-                "seed": str(seed),
-                "sample_count": str(sample_count),
-            }
-            self._log_batch(parent_id, params=params)
-            self._client.log_text(parent_id, suite_file_text, SUITE_ARTIFACT)
-            self._log_dataset(parent_id, suite=suite, run_id=run_id, results_uri=results_uri)
+        parent_id = run.info.run_id
+        params = {
+            "suite_version": suite_version,
+            "seed": str(seed),
+            "sample_count": str(sample_count),
+        }
+        try:
+            with mlflow_errors("starting the evaluation run", self._uri):
+                self._log_batch(parent_id, params=params)
+                self._client.log_text(parent_id, suite_file_text, SUITE_ARTIFACT)
+                self._log_dataset(parent_id, suite=suite, run_id=run_id, results_uri=results_uri)
+        except TrackingError:
+            # The caller never learns this run's id, so do not leave it RUNNING.
+            with contextlib.suppress(Exception):
+                self._client.set_terminated(parent_id, status="FAILED")
+            raise
         return parent_id
 
     def finish_evaluation(
@@ -161,12 +170,14 @@ class MlflowTracker:
             evaluation = self._evaluation(parent_run_id)
         try:
             with mlflow_errors("logging the evaluation results", self._uri):
-                self._client.log_dict(parent_run_id, summary, SUMMARY_ARTIFACT)
+                summary_text = json.dumps(summary, indent=2, default=str)
+                self._client.log_text(parent_run_id, summary_text, SUMMARY_ARTIFACT)
                 for target in targets:
                     child_ids[target.name] = self._log_target(evaluation, parent_run_id, target)
                 per_target = [(t.name, f.finite_metrics(t.metrics)) for t in targets]
                 self._log_batch(parent_run_id, metrics=f.parent_metrics(per_target))
-                self._client.set_tag(parent_run_id, "evalcluster.targets", ",".join(child_ids))
+                targets_tag = f.tag_value(",".join(child_ids))
+                self._client.set_tag(parent_run_id, f.TAG_TARGETS, targets_tag)
             with mlflow_errors("logging per-sample traces", self._uri):
                 self._log_samples(evaluation, child_ids, samples, max_traced_samples)
         except TrackingError as exc:

@@ -17,9 +17,27 @@ from evalcluster.store.manifest import read_manifest
 from tests.conftest import openai_provider, write_suite
 
 DESIGN_COLUMNS = [
-    "run_id", "suite", "suite_version", "target", "provider", "model", "sample_id", "epoch",
-    "prompt", "reference", "output", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
-    "attempts", "cache_hit", "error_kind", "error", "request_hash", "finished_at",
+    "run_id",
+    "suite",
+    "suite_version",
+    "target",
+    "provider",
+    "model",
+    "sample_id",
+    "epoch",
+    "prompt",
+    "reference",
+    "output",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "attempts",
+    "cache_hit",
+    "error_kind",
+    "error",
+    "request_hash",
+    "finished_at",
 ]
 
 
@@ -35,19 +53,30 @@ def options(tmp_path, **kw) -> RunOptions:
 
 def test_run_writes_one_row_per_sample_target_epoch_with_every_column(local_ray, tmp_path, sim):
     path = write_suite(
-        tmp_path, samples=20, epochs=2,
+        tmp_path,
+        samples=20,
+        epochs=2,
         providers={"p": openai_provider(sim.url)},
-        targets=[{"name": "a", "provider": "p", "model": "m1", "params": {"temperature": 0}},
-                 {"name": "b", "provider": "p", "model": "m2", "params": {"temperature": 0.7}}],
+        targets=[
+            {"name": "a", "provider": "p", "model": "m1", "params": {"temperature": 0}},
+            {"name": "b", "provider": "p", "model": "m2", "params": {"temperature": 0.7}},
+        ],
     )
     result = run_suite(prepare_suite(path), options(tmp_path, run_id="r1"))
     assert result.status == "finished"
-    table = ds.dataset(str(tmp_path / "store" / "runs"), format="parquet",
-                       partitioning="hive").to_table()
+    table = ds.dataset(
+        str(tmp_path / "store" / "runs"), format="parquet", partitioning="hive"
+    ).to_table()
     for column in [*DESIGN_COLUMNS, "score_numeric", "score_exact"]:
         assert column in table.column_names
-    keys = list(zip(table["target"].to_pylist(), table["sample_id"].to_pylist(),
-                    table["epoch"].to_pylist(), strict=True))
+    keys = list(
+        zip(
+            table["target"].to_pylist(),
+            table["sample_id"].to_pylist(),
+            table["epoch"].to_pylist(),
+            strict=True,
+        )
+    )
     assert len(keys) == len(set(keys)) == 2 * 20 * 2
     assert set(table["score_numeric"].to_pylist()) == {1.0}  # accuracy 1.0: all correct
     assert all(x > 0 for x in table["cost_usd"].to_pylist())
@@ -61,10 +90,12 @@ def test_run_writes_one_row_per_sample_target_epoch_with_every_column(local_ray,
 
 
 def test_second_run_of_same_suite_makes_no_provider_calls(local_ray, tmp_path, sim):
-    path = write_suite(tmp_path, samples=30,
-                       providers={"p": openai_provider(sim.url)},
-                       targets=[{"name": "a", "provider": "p", "model": "m1",
-                                 "params": {"temperature": 0}}])
+    path = write_suite(
+        tmp_path,
+        samples=30,
+        providers={"p": openai_provider(sim.url)},
+        targets=[{"name": "a", "provider": "p", "model": "m1", "params": {"temperature": 0}}],
+    )
     suite = prepare_suite(path)
     first = run_suite(suite, options(tmp_path, run_id="first"))
     calls_after_first = sim.stats()["requests_total"]
@@ -82,8 +113,12 @@ def test_second_run_of_same_suite_makes_no_provider_calls(local_ray, tmp_path, s
 
 def test_failed_calls_are_rows_with_error_kind_and_no_score(local_ray, tmp_path, sim):
     provider = openai_provider(sim.url, headers={"x-sim-force": "bad_request"})
-    path = write_suite(tmp_path, samples=5, providers={"p": provider},
-                       targets=[{"name": "a", "provider": "p", "model": "m"}])
+    path = write_suite(
+        tmp_path,
+        samples=5,
+        providers={"p": provider},
+        targets=[{"name": "a", "provider": "p", "model": "m"}],
+    )
     result = run_suite(prepare_suite(path), options(tmp_path, run_id="bad"))
     rows = read_results(open_store(str(tmp_path / "store")), "bad").to_pylist()
     assert len(rows) == 5

@@ -23,10 +23,24 @@ SAMPLES, SHARD = 96, 8
 
 def start_run(suite: Path, work: Path, run_id: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "evalcluster.cli", "run", str(suite), "--run-id", run_id,
-         "--store", str(work / "store"), "--tracking-uri", f"sqlite:///{work}/mlflow.db",
-         "--quiet"],
-        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "evalcluster.cli",
+            "run",
+            str(suite),
+            "--run-id",
+            run_id,
+            "--store",
+            str(work / "store"),
+            "--tracking-uri",
+            f"sqlite:///{work}/mlflow.db",
+            "--quiet",
+        ],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,  # its own process group: killing it takes embedded Ray too
     )
 
@@ -55,7 +69,9 @@ def slow_sim():
 
 def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow_sim):
     suite = write_suite(
-        tmp_path, samples=SAMPLES, shard_size=SHARD,
+        tmp_path,
+        samples=SAMPLES,
+        shard_size=SHARD,
         providers={"p": openai_provider(slow_sim.url, max_concurrency=4)},
         targets=[{"name": "a", "provider": "p", "model": "m", "params": {"temperature": 0}}],
     )
@@ -63,8 +79,11 @@ def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow
     first = start_run(suite, tmp_path, "resumed")
     try:
         deadline = time.monotonic() + 180
-        while len(list_shards(store, "resumed")) < 3 if store.exists(
-                "runs/run_id=resumed/_manifest.json") else True:
+        while (
+            len(list_shards(store, "resumed")) < 3
+            if store.exists("runs/run_id=resumed/_manifest.json")
+            else True
+        ):
             assert first.poll() is None, first.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "no shard committed in time"
             time.sleep(0.2)
@@ -89,9 +108,13 @@ def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.get_experiment_by_name("evalcluster/t-suite")
-    parents = [r for r in client.search_runs([experiment.experiment_id],
-                                              filter_string="tags.`evalcluster.run_id` = 'resumed'")
-               if "mlflow.parentRunId" not in r.data.tags]
+    parents = [
+        r
+        for r in client.search_runs(
+            [experiment.experiment_id], filter_string="tags.`evalcluster.run_id` = 'resumed'"
+        )
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
     by_status = {r.info.status: r for r in parents}
     assert set(by_status) == {"KILLED", "FINISHED"}
     killed_id = by_status["KILLED"].info.run_id

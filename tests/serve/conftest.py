@@ -51,20 +51,29 @@ def write_dataset(path: Path, n: int) -> Path:
     with path.open("w") as f:
         for i in range(n):
             a, b = 3 + i, 7 + (i * 5) % 11
-            f.write(json.dumps({"id": f"q{i:05d}", "question": f"{a} + {b}",
-                                "answer": str(a + b)}) + "\n")
+            f.write(
+                json.dumps({"id": f"q{i:05d}", "question": f"{a} + {b}", "answer": str(a + b)})
+                + "\n"
+            )
     return path
 
 
-def suite_document(work: Path, name: str, *, samples: int = 20, latency_ms: float = 5,
-                   shard_size: int = 5, targets: int = 2, **extra: Any) -> dict[str, Any]:
+def suite_document(
+    work: Path,
+    name: str,
+    *,
+    samples: int = 20,
+    latency_ms: float = 5,
+    shard_size: int = 5,
+    targets: int = 2,
+    **extra: Any,
+) -> dict[str, Any]:
     """A suite over simulated providers and a fresh dataset of `samples` rows."""
     data = write_dataset(work / f"{name}-{samples}.jsonl", samples)
     providers = {
         f"sim-{i}": {
             "kind": "simulated",
-            "simulator": {"format": "openai", "latency_ms": latency_ms, "accuracy": 0.9,
-                          "seed": i},
+            "simulator": {"format": "openai", "latency_ms": latency_ms, "accuracy": 0.9, "seed": i},
             "max_concurrency": 8,
             "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
         }
@@ -76,8 +85,15 @@ def suite_document(work: Path, name: str, *, samples: int = 20, latency_ms: floa
         "prompt": "What is {question}? Answer with the number only.",
         "scorers": [{"type": "numeric"}, {"type": "exact"}],
         "shard_size": shard_size,
-        "targets": [{"name": f"t{i}", "provider": f"sim-{i}", "model": "sim-1",
-                     "params": {"temperature": 0, "max_tokens": 16}} for i in range(targets)],
+        "targets": [
+            {
+                "name": f"t{i}",
+                "provider": f"sim-{i}",
+                "model": "sim-1",
+                "params": {"temperature": 0, "max_tokens": 16},
+            }
+            for i in range(targets)
+        ],
         "providers": providers,
         **extra,
     }
@@ -102,16 +118,35 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     port = free_port()
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(num_cpus=4, namespace="evalcluster", include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            num_cpus=4,
+            namespace="evalcluster",
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        app = build_app({"store_uri": str(store), "tracking_uri": "none",
-                         "api_keys_file": str(keys), "max_body_bytes": str(max_body),
-                         "base_dir": str(work), "driver_linger_s": "30"})
+        app = build_app(
+            {
+                "store_uri": str(store),
+                "tracking_uri": "none",
+                "api_keys_file": str(keys),
+                "max_body_bytes": str(max_body),
+                "base_dir": str(work),
+                "driver_linger_s": "30",
+            }
+        )
         serve.run(app, name="evalcluster", route_prefix="/")
-        yield Service(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", API_KEYS[0],
-                      API_KEYS[1], work, store, max_body)
+        yield Service(
+            f"http://127.0.0.1:{port}",
+            f"ws://127.0.0.1:{port}",
+            API_KEYS[0],
+            API_KEYS[1],
+            work,
+            store,
+            max_body,
+        )
     finally:
         serve.shutdown()
         if started_ray:

@@ -10,10 +10,18 @@ from schemathesis.checks import not_a_server_error
 
 from .conftest import suite_yaml
 
-PROTECTED = [("GET", "/v1/suites"), ("POST", "/v1/suites"), ("GET", "/v1/suites/x"),
-             ("DELETE", "/v1/suites/x"), ("GET", "/v1/runs"), ("POST", "/v1/runs"),
-             ("GET", "/v1/runs/r-1"), ("GET", "/v1/runs/r-1/results"),
-             ("POST", "/v1/runs/r-1/cancel"), ("GET", "/v1/providers")]
+PROTECTED = [
+    ("GET", "/v1/suites"),
+    ("POST", "/v1/suites"),
+    ("GET", "/v1/suites/x"),
+    ("DELETE", "/v1/suites/x"),
+    ("GET", "/v1/runs"),
+    ("POST", "/v1/runs"),
+    ("GET", "/v1/runs/r-1"),
+    ("GET", "/v1/runs/r-1/results"),
+    ("POST", "/v1/runs/r-1/cancel"),
+    ("GET", "/v1/providers"),
+]
 
 
 def test_healthz_docs_and_openapi_need_no_key(service):
@@ -70,8 +78,9 @@ def test_a_streamed_body_over_the_limit_is_413(service, api):
         for _ in range(service.max_body_bytes // len(chunk) + 2):
             yield chunk
 
-    response = api.post("/v1/suites", content=chunks(),
-                        headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/v1/suites", content=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
 
 
@@ -81,12 +90,14 @@ def test_a_body_under_the_limit_is_read(service, api):
 
 
 def test_malformed_bodies_are_4xx_in_the_error_shape(api):
-    response = api.post("/v1/suites", content=b"{not json",
-                        headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/v1/suites", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_request"
-    invalid_utf8 = api.post("/v1/runs", content=b'{"suite": "\xff\xfe"}',
-                            headers={"Content-Type": "application/json"})
+    invalid_utf8 = api.post(
+        "/v1/runs", content=b'{"suite": "\xff\xfe"}', headers={"Content-Type": "application/json"}
+    )
     assert invalid_utf8.status_code == 400
     assert invalid_utf8.json()["error"] == "bad_request"
 
@@ -114,8 +125,11 @@ def test_the_fuzzed_document_is_the_one_the_service_serves(service, api):
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_fuzzing_the_openapi_document_finds_no_server_error(case, service):
-    case.call_and_validate(base_url=service.url, checks=[not_a_server_error],
-                           headers={"Authorization": f"Bearer {service.key}"}, timeout=30)
+    case.call_and_validate(
+        base_url=service.url,
+        checks=[not_a_server_error],
+        headers={"Authorization": f"Bearer {service.key}"},
+        timeout=30,
+    )

@@ -11,8 +11,9 @@ from websockets.sync.client import connect
 from .conftest import suite_yaml
 
 
-def events(service, run_id: str, *, token: str | None = None, header: bool = True,
-           timeout_s: float = 120) -> list[dict]:
+def events(
+    service, run_id: str, *, token: str | None = None, header: bool = True, timeout_s: float = 120
+) -> list[dict]:
     """Every message of the run's event stream, until the server closes it."""
     url = f"{service.ws_url}/v1/runs/{run_id}/events"
     if token is not None:
@@ -29,8 +30,12 @@ def events(service, run_id: str, *, token: str | None = None, header: bool = Tru
 @pytest.fixture(scope="module")
 def streamed_run(service):
     with service.client() as api:
-        api.post("/v1/suites", json={"yaml": suite_yaml(service.work, "watched", samples=30,
-                                                        latency_ms=20, shard_size=3)})
+        api.post(
+            "/v1/suites",
+            json={
+                "yaml": suite_yaml(service.work, "watched", samples=30, latency_ms=20, shard_size=3)
+            },
+        )
         run_id = api.post("/v1/runs", json={"suite": "watched"}).json()["run_id"]
     return run_id, events(service, run_id)
 
@@ -53,8 +58,12 @@ def test_progress_events_count_up_to_the_total_per_target(streamed_run):
     done = [m["done"] for m in progress]
     assert done == sorted(done)
     assert progress[-1]["done"] == 60
-    assert progress[-1]["targets"]["t1"] == {"done": 30, "total": 30, "errors": 0,
-                                             "cost_usd": progress[-1]["targets"]["t1"]["cost_usd"]}
+    assert progress[-1]["targets"]["t1"] == {
+        "done": 30,
+        "total": 30,
+        "errors": 0,
+        "cost_usd": progress[-1]["targets"]["t1"]["cost_usd"],
+    }
     assert progress[-1]["cost_usd"] > 0
 
 
@@ -78,10 +87,10 @@ def test_browsers_may_pass_the_key_as_a_token_query_parameter(service, streamed_
     assert late[-1]["type"] == "end"
 
 
-@pytest.mark.parametrize(("token", "header", "status"), [(None, False, 401),
-                                                         ("wrong-key", False, 403)])
-def test_the_websocket_refuses_missing_or_wrong_keys(service, streamed_run, token, header,
-                                                     status):
+@pytest.mark.parametrize(
+    ("token", "header", "status"), [(None, False, 401), ("wrong-key", False, 403)]
+)
+def test_the_websocket_refuses_missing_or_wrong_keys(service, streamed_run, token, header, status):
     run_id, _ = streamed_run
     with pytest.raises(InvalidStatus) as refused:
         events(service, run_id, token=token, header=header)

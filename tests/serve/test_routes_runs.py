@@ -111,8 +111,12 @@ def test_a_cancelled_run_ends_killed_with_its_committed_rows(service, api):
 
 
 def test_unknown_runs_are_404_everywhere(api):
-    for path in ("/v1/runs/nope-123", "/v1/runs/nope-123/results", "/v1/runs/..%2Fx",
-                 "/v1/runs/12345"):
+    for path in (
+        "/v1/runs/nope-123",
+        "/v1/runs/nope-123/results",
+        "/v1/runs/..%2Fx",
+        "/v1/runs/12345",
+    ):
         response = api.get(path)
         assert response.status_code == 404, (path, response.text)
     assert api.post("/v1/runs/nope-123/cancel").status_code == 404
@@ -133,8 +137,13 @@ def test_a_run_with_an_unknown_target_is_422_naming_it(service, api):
 
 
 def test_invalid_run_options_are_422(api):
-    for body in ({"suite": "quick", "budget_usd": -1}, {"suite": "quick", "max_samples": 0},
-                 {"suite": "quick", "colour": "red"}, {"suite": ""}, {}):
+    for body in (
+        {"suite": "quick", "budget_usd": -1},
+        {"suite": "quick", "max_samples": 0},
+        {"suite": "quick", "colour": "red"},
+        {"suite": ""},
+        {},
+    ):
         response = api.post("/v1/runs", json=body)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["error"] == "invalid_request"

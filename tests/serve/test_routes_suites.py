@@ -31,7 +31,8 @@ def test_the_same_content_written_differently_is_the_same_version(service, api):
     document = suite_document(service.work, "reworded")
     first = api.post("/v1/suites", json={"yaml": yaml.safe_dump(document)})
     commented = "# a comment changes the text, not the suite\n" + yaml.safe_dump(
-        document, sort_keys=False)
+        document, sort_keys=False
+    )
     again = api.post("/v1/suites", json={"yaml": commented})
     assert again.status_code == 200, again.text
     assert again.json()["version"] == first.json()["version"]
@@ -61,8 +62,11 @@ def test_a_suite_can_be_sent_as_a_json_object(service, api):
 def test_listing_shows_visible_suites_with_their_versions(service, api):
     created = api.post("/v1/suites", json={"yaml": suite_yaml(service.work, "listed")}).json()
     suites = {s["name"]: s for s in api.get("/v1/suites").json()["suites"]}
-    assert suites["listed"] == {"name": "listed", "latest": created["version"],
-                                "versions": [created["version"]]}
+    assert suites["listed"] == {
+        "name": "listed",
+        "latest": created["version"],
+        "versions": [created["version"]],
+    }
 
 
 def test_deleting_hides_the_name_but_keeps_its_versions_readable(service, api):

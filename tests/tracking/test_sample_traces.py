@@ -21,6 +21,8 @@ def _build(row: dict):
 def test_score_values_reads_score_columns_by_scorer_name():
     row = {"score_exact": 1, "score_numeric": None, "scorer": "x", "output": "4"}
     assert score_values(row) == {"exact": 1.0, "numeric": None}
+    odd = {"score_a": "n/a", "score_b": float("nan"), "score_c": True}
+    assert score_values(odd) == {"a": None, "b": None, "c": 1.0}
 
 
 def test_collect_rows_caps_each_target_and_stops_reading_once_all_are_full():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -210,12 +211,28 @@ def test_run_status_mirrors_the_evaluation(
     tracker.finish_evaluation(
         parent,
         status=status,
-        summary={},
+        summary={"finished_at": datetime(2026, 1, 1, tzinfo=UTC)},  # not plain JSON
         targets=[_target("t1")],
         samples=make_rows("t1", 2),
     )
     assert client.get_run(parent).info.status == status
     assert _children(client, parent)["t1"].info.status == status
+
+
+def test_failed_trace_logging_still_closes_the_runs_then_raises_tracking_error(
+    tracker: MlflowTracker, client: MlflowClient
+):
+    parent = _start(tracker, "partial-suite", "run-partial")
+    rows = make_rows("t1", 2)
+    rows[1]["latency_ms"] = "not a number"
+    with pytest.raises(TrackingError, match="per-sample traces"):
+        tracker.finish_evaluation(
+            parent, status="FINISHED", summary={}, targets=[_target("t1")], samples=rows
+        )
+    assert client.get_run(parent).info.status == "FINISHED"
+    child = _children(client, parent)["t1"]
+    assert child.info.status == "FINISHED"
+    assert child.data.metrics == {"exact/mean": 1.0}
 
 
 def test_unknown_status_is_rejected_before_anything_is_logged(tracker: MlflowTracker):

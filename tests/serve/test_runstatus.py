@@ -1,0 +1,206 @@
+"""Which source a run's status comes from, as the run moves from driver to actor to manifest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from evalcluster.serve.runstatus import RunSources, compose_status, is_valid_run_id
+from evalcluster.store.manifest import RunManifest, ShardRecord
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def manifest(status: str, rows: dict[str, list[int]] | None = None) -> RunManifest:
+    shards = {
+        target: {
+            i: ShardRecord(rows=n, committed_at=NOW, key=f"k/{target}/{i}")
+            for i, n in enumerate(counts)
+        }
+        for target, counts in (rows or {}).items()
+    }
+    return RunManifest(
+        run_id="run-a",
+        suite="s",
+        suite_version="v1",
+        status=status,
+        created_at=NOW,
+        updated_at=NOW,
+        store_uri="/store",
+        targets=["t0", "t1"],
+        shards=shards,
+    )
+
+
+def snapshot(status: str = "running", done: tuple[int, int] = (3, 1)) -> dict:
+    return {
+        "run_id": "run-a",
+        "suite": "s",
+        "status": status,
+        "message": None,
+        "cancel_requested": False,
+        "done": sum(done),
+        "total": 20,
+        "errors": 1,
+        "cost_usd": 0.5,
+        "budget": {"limit_usd": 5.0},
+        "targets": {
+            f"t{i}": {
+                "total": 10,
+                "done": d,
+                "errors": i,
+                "cached": 0,
+                "input_tokens": 10 * d,
+                "output_tokens": d,
+                "cost_usd": 0.25,
+            }
+            for i, d in enumerate(done)
+        },
+        "version": 7,
+    }
+
+
+def driver(
+    phase: str, status: str = "pending", message: str | None = None, snap: dict | None = None
+) -> dict:
+    return {
+        "run_id": "run-a",
+        "phase": phase,
+        "status": status,
+        "message": message,
+        "snapshot": snap,
+        "cancel_requested": False,
+    }
+
+
+SUMMARY = {
+    "targets": {
+        "t0": {
+            "rows": 10,
+            "errors": 0,
+            "cache_hits": 2,
+            "input_tokens": 100,
+            "output_tokens": 10,
+            "cost_usd": 0.4,
+            "judge_cost_usd": 0.1,
+            "scorers": {"exact": {"mean": 0.9}},
+        },
+        "t1": {
+            "rows": 10,
+            "errors": 3,
+            "cache_hits": 0,
+            "input_tokens": 90,
+            "output_tokens": 9,
+            "cost_usd": 0.2,
+            "judge_cost_usd": 0.0,
+            "scorers": {"exact": {"mean": 0.5}},
+        },
+    }
+}
+
+
+def test_a_live_run_reports_the_run_actors_progress():
+    status = compose_status(
+        RunSources(
+            "run-a", manifest=manifest("running"), snapshot=snapshot(), driver=driver("running")
+        )
+    )
+    assert (status.status, status.live) == ("running", True)
+    assert (status.done, status.total, status.errors) == (4, 20, 1)
+    assert status.targets["t0"].done == 3 and status.targets["t0"].metrics is None
+    assert status.budget == {"limit_usd": 5.0}
+    assert status.created_at == NOW.isoformat()
+
+
+def test_a_terminal_manifest_wins_and_brings_committed_rows_and_metrics():
+    status = compose_status(
+        RunSources(
+            "run-a",
+            manifest=manifest("finished", {"t0": [5, 5], "t1": [4, 6]}),
+            summary=SUMMARY,
+            snapshot=snapshot("running"),
+            driver=driver("running"),
+        )
+    )
+    assert (status.status, status.live) == ("finished", False)
+    assert (status.done, status.total) == (20, 20)
+    assert status.targets["t0"].metrics["scorers"]["exact"]["mean"] == 0.9
+    assert status.targets["t0"].cost_usd == pytest.approx(0.5)  # answers plus judge
+    assert status.errors == 3
+    assert status.cost_usd == pytest.approx(0.7)
+
+
+def test_a_driver_failure_after_the_status_was_recorded_is_the_message():
+    status = compose_status(
+        RunSources(
+            "run-a",
+            manifest=manifest("finished", {"t0": [5]}),
+            driver=driver("ended", "failed", "StoreError: cannot write the summary"),
+        )
+    )
+    assert status.status == "finished"
+    assert status.message == "StoreError: cannot write the summary"
+
+
+def test_a_killed_run_keeps_the_totals_its_driver_last_saw():
+    status = compose_status(
+        RunSources(
+            "run-a",
+            manifest=manifest("killed", {"t0": [5], "t1": [2]}),
+            summary=SUMMARY,
+            driver=driver("ended", "killed", snap=snapshot()),
+        )
+    )
+    assert status.status == "killed"
+    assert (status.done, status.total) == (7, 20)
+    assert status.targets["t1"].total == 10
+
+
+def test_a_killed_run_without_its_driver_has_an_unknown_total():
+    status = compose_status(RunSources("run-a", manifest=manifest("killed", {"t0": [5]})))
+    assert (status.done, status.total) == (5, None)
+
+
+def test_a_starting_run_is_pending_and_live():
+    status = compose_status(RunSources("run-a", driver=driver("starting")))
+    assert (status.status, status.live, status.done, status.total) == ("pending", True, 0, None)
+    assert status.targets == {}
+
+
+def test_a_run_that_failed_before_writing_a_manifest_reports_the_drivers_error():
+    status = compose_status(
+        RunSources(
+            "run-a", driver=driver("ended", "failed", "SpecError: dataset.path: file not found")
+        )
+    )
+    assert (status.status, status.live) == ("failed", False)
+    assert "file not found" in status.message
+
+
+def test_a_manifest_left_running_by_a_vanished_driver_says_how_to_resume():
+    status = compose_status(RunSources("run-a", manifest=manifest("running")))
+    assert (status.status, status.live) == ("running", False)
+    assert "--run-id run-a" in status.message
+
+
+def test_no_source_means_an_unknown_run():
+    assert not RunSources("run-a").known
+    assert RunSources("run-a", driver=driver("starting")).known
+
+
+@pytest.mark.parametrize(
+    ("run_id", "valid"),
+    [
+        ("quick-20261126-101010-abc123", True),
+        ("run-1", True),
+        ("12345", False),
+        ("2026-11-26", False),
+        ("../x", False),
+        ("", False),
+        ("a" * 129, False),
+        ("nan", False),
+    ],
+)
+def test_run_ids_that_no_run_can_have_are_rejected(run_id, valid):
+    assert is_valid_run_id(run_id) is valid
