@@ -8,6 +8,7 @@ import csv
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.jobs.run_suite import EXIT_FAILED, EXIT_OK, execute, options_from_args
 
 out = Console(file=sys.stdout, width=160)
+AGENT_WAIT_S = 60.0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -56,7 +58,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if options.priority != 1.0:
         entrypoint += ["--priority", str(options.priority)]
     client = JobSubmissionClient(args.address)
-    job_id = client.submit_job(
+    job_id = _submit_with_retry(
+        client,
         entrypoint=shlex.join(entrypoint),
         runtime_env={"working_dir": args.working_dir},
         metadata={"evalcluster.suite": Path(args.suite).name},
@@ -74,6 +77,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     status = client.get_job_status(job_id)
     print(f"job {job_id}: {status}", file=sys.stderr)
     return EXIT_OK if status == JobStatus.SUCCEEDED else EXIT_FAILED
+
+
+def _submit_with_retry(client: Any, **job: Any) -> str:
+    """Submit; a head that has just started answers "no available agent" for a few seconds."""
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return client.submit_job(**job)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _absolute_store(store: str) -> str:

@@ -27,7 +27,7 @@ from evalcluster.actors.calls import CallResult
 from evalcluster.actors.run import NAMESPACE
 from evalcluster.errors import CircuitOpenError, ProviderError, RateLimitedError
 from evalcluster.limits.breaker import CircuitBreaker
-from evalcluster.limits.bucket import DualTokenBucket
+from evalcluster.limits.bucket import DualTokenBucket, Reservation
 from evalcluster.limits.fair import WeightedFairQueue
 from evalcluster.limits.retry import call_with_retries
 from evalcluster.providers import build_adapter
@@ -156,24 +156,21 @@ class ProviderActor:
     async def _attempt(
         self, run_id: str, request: CompletionRequest, priority: float, can_fall_back: bool
     ) -> Completion:
-        if not self.breaker.allow():
-            if can_fall_back:
-                raise _BreakerOpen()
-            # No fallback: wait for the half-open probe rather than fail the sample.
-            await self.breaker.wait_for_probe()
-        self._publish_breaker()
-        try:
-            # One waiter at a time reaches the bucket, chosen fairly among the runs waiting.
-            async with self.fair.turn(run_id, priority):
-                reservation = await self.bucket.acquire(estimate_request_tokens(request))
-                try:
-                    await self.window.wait()
-                except BaseException:
-                    self.bucket.release(reservation)
-                    raise
-        except BaseException:
-            self.breaker.release_probe()
-            raise
+        tokens = estimate_request_tokens(request)
+        while True:
+            await self._pass_breaker(can_fall_back)
+            probe = self.breaker.state == "half_open"  # allow() took a probe slot for us
+            self._publish_breaker()
+            try:
+                reservation = await self._reserve(run_id, priority, tokens, probe)
+            except BaseException:
+                if probe:
+                    self.breaker.release_probe()
+                raise
+            if reservation is not None:
+                break
+            # The breaker opened while this request queued for the rate: it was not sent and
+            # took nothing; it asks the breaker again (fallback, or wait for the probe).
         async with self.slots:
             self.in_flight += 1
             try:
@@ -184,7 +181,8 @@ class ProviderActor:
                 raise
             except BaseException:
                 self.bucket.release(reservation)
-                self.breaker.release_probe()
+                if probe:
+                    self.breaker.release_probe()
                 raise
             finally:
                 self.in_flight -= 1
@@ -195,6 +193,36 @@ class ProviderActor:
         self.breaker.record_success()
         self._publish_breaker()
         return completion
+
+    async def _pass_breaker(self, can_fall_back: bool) -> None:
+        if self.breaker.allow():
+            return
+        if can_fall_back:
+            raise _BreakerOpen()
+        # No fallback: wait for the half-open probe rather than fail the sample.
+        await self.breaker.wait_for_probe()
+
+    async def _reserve(
+        self, run_id: str, priority: float, tokens: int, probe: bool
+    ) -> Reservation | None:
+        """Wait for this run's fair turn, the bucket and the send window.
+
+        None (and nothing taken) when the breaker left `closed` while the request waited and
+        it is not the probe: a queue of requests admitted while the endpoint looked healthy
+        must not all go out after it fell over.
+        """
+        # One waiter at a time reaches the bucket, chosen fairly among the runs waiting.
+        async with self.fair.turn(run_id, priority):
+            reservation = await self.bucket.acquire(tokens)
+            if not probe and self.breaker.state != "closed":
+                self.bucket.release(reservation)
+                return None
+            try:
+                await self.window.wait()
+            except BaseException:
+                self.bucket.release(reservation)
+                raise
+        return reservation
 
     def _on_failure(self, exc: ProviderError) -> None:
         self.breaker.record_failure(exc)
@@ -251,9 +279,11 @@ class ProviderActor:
             "provider": self.name,
             "kind": self.config.kind,
             "breaker": self.breaker.state,
+            "breaker_detail": self.breaker.status(),
             "restarted": self.restarted,
             "in_flight": self.in_flight,
             "limiter": self.bucket.headroom(),
+            "queue": self.fair.stats(),  # turns granted to each run so far (fair sharing)
             "requests": total,
             "outcomes": dict(self.outcomes),
             "error_rate": (errors / total) if total else 0.0,
@@ -293,16 +323,17 @@ def retire_provider_actors(actors: dict[str, Any], providers: dict[str, Provider
 
 
 def provider_status_rows() -> list[dict[str, Any]]:
-    """Status of every live provider actor in the cluster, for `evalcluster providers`."""
+    """Status of every live provider actor in the cluster, for `evalcluster providers`.
+
+    Found through Ray's named-actor registry, which (unlike the state API) needs no dashboard.
+    """
     rows = []
-    # Asked of the connected cluster's GCS: the state API would need the dashboard, and would
-    # guess the address (and refuse) when several local clusters run on one machine.
-    names = ray.util.list_named_actors(all_namespaces=True)
-    for name in sorted(
-        n["name"] for n in names if n["namespace"] == NAMESPACE and n["name"].startswith("provider:")
-    ):
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry.get("namespace") != NAMESPACE or not entry["name"].startswith("provider:"):
+            continue
         try:
-            status = ray.get(ray.get_actor(name, namespace=NAMESPACE).status.remote(), timeout=10)
+            handle = ray.get_actor(entry["name"], namespace=NAMESPACE)
+            status = ray.get(handle.status.remote(), timeout=10)
         except Exception:  # noqa: BLE001 - an actor that died since listing is skipped
             continue
         limiter = status["limiter"]

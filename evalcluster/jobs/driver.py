@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import time
 import uuid
@@ -108,6 +109,16 @@ def ray_session(address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
+def _return_to(cwd: str) -> None:
+    """Inside a Ray job, Ray unpacks the job's working_dir again once the driver connects: the
+    folder the driver started in is replaced by a new one at the same path, leaving the process
+    in a deleted directory (os.getcwd() then fails, and MLflow with it). Step into the new one."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        os.chdir(cwd)
+
+
 class _Cancel:
     """SIGTERM (Ray's job stop) and SIGINT ask the driver to stop cleanly."""
 
@@ -149,12 +160,13 @@ def run_suite(
             mlflow_run_id=manifest.mlflow_run_id,
         )
     cancel = _Cancel()
+    cwd = os.getcwd()
     with (
-        cancel.installed(),
         started_simulators(suite.spec.providers) as providers,
         ray_session(options.address),
+        cancel.installed(),  # after ray.init, which installs a SIGTERM handler of its own
     ):
-        driver = _Driver(suite, options, store, manifest, providers, cancel, on_progress)
+        driver = _Driver(suite, options, store, manifest, providers, cancel, on_progress, cwd)
         result = driver.run()
     result.wall_s = time.monotonic() - started
     return result
@@ -200,7 +212,9 @@ class _Driver:
         providers: dict,
         cancel: _Cancel,
         on_progress: ProgressCallback | None,
+        cwd: str,
     ):
+        self.cwd = cwd
         self.suite = suite
         self.options = options
         self.store = store
@@ -231,6 +245,7 @@ class _Driver:
         ).remote(self.run_id, self.suite.spec.name, totals, self.budget)
         self.run_actor = run_actor
         actors = ensure_provider_actors(self.suite.spec, self.providers)
+        _return_to(self.cwd)
         self._start_tracking(samples)
         self._set_status("running")
         status, message = "failed", None
@@ -243,6 +258,7 @@ class _Driver:
             message = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            _return_to(self.cwd)
             summary = self._finish(status, message)
             retire_provider_actors(actors, self.providers)
             with contextlib.suppress(Exception):

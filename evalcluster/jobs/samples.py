@@ -1,6 +1,7 @@
 """Samples and the requests rendered from them, with their cache identity.
 
-A request's hash covers everything that decides the provider's answer: provider kind, model,
+A request's hash covers everything that decides the provider's answer: provider kind and
+endpoint, model,
 generation parameters, the rendered messages and, when the answer is sampled (temperature above
 zero or unset, or several epochs), the epoch and the suite's seed. Equal hashes may share one
 answer; the response cache relies on that.
@@ -19,7 +20,7 @@ import pyarrow as pa
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.spec.datasets import cell_to_text, iter_batches
 from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.models import TargetSpec
+from evalcluster.spec.models import ProviderConfig, TargetSpec
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,24 @@ def is_sampling(params: dict[str, Any], epochs: int) -> bool:
     return epochs > 1 or temperature is None or temperature > 0
 
 
+def endpoint_identity(provider: ProviderConfig) -> str:
+    """What names the model server: two endpoints of one kind may serve different weights
+    under the same model name. A simulator's address changes every run, so it is named by the
+    options that decide its answers instead."""
+    if provider.kind == "simulated":
+        options = provider.simulator
+        return f"simulated:{options.format}:{options.accuracy}:{options.seed}"
+    if provider.kind == "custom" and provider.custom is not None:
+        return f"custom:{provider.custom.url}"
+    return f"{provider.kind}:{provider.base_url or 'default'}"
+
+
 def request_hash(
-    provider_kind: str, request: CompletionRequest, *, epoch: int, seed: int, sampling: bool
+    provider: ProviderConfig, request: CompletionRequest, *, epoch: int, seed: int, sampling: bool
 ) -> str:
     identity: dict[str, Any] = {
-        "kind": provider_kind,
+        "kind": provider.kind,
+        "endpoint": endpoint_identity(provider),
         "model": request.model,
         "params": request.params,
         "messages": [[m.role, m.content] for m in request.messages],

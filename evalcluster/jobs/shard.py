@@ -144,7 +144,7 @@ class ShardEvaluator:
             request = build_request(self.ctx.suite, self.target, sample)
             for epoch in range(spec.epochs):
                 digest = request_hash(
-                    self.provider.kind, request, epoch=epoch, seed=spec.seed, sampling=sampling
+                    self.provider, request, epoch=epoch, seed=spec.seed, sampling=sampling
                 )
                 calls.append(_Call(sample, epoch, request, digest))
         return calls
@@ -227,7 +227,7 @@ class ShardEvaluator:
                     )
                 )
                 request = CompletionRequest(judge.model, messages, judge.params.as_dict())
-                digest = request_hash(provider.kind, request, epoch=0, seed=0, sampling=False)
+                digest = request_hash(provider, request, epoch=0, seed=0, sampling=False)
                 judge_calls.append(_Call(c.sample, c.epoch, request, digest))
             for jc in judge_calls:
                 if jc.hash in cached:
@@ -303,7 +303,7 @@ class ShardEvaluator:
             )
         )
         request = CompletionRequest(judge.model, messages, judge.params.as_dict())
-        digest = request_hash(provider.kind, request, epoch=0, seed=0, sampling=False)
+        digest = request_hash(provider, request, epoch=0, seed=0, sampling=False)
         verdict = judged[digest]
         row["judge_input_tokens"] += verdict.input_tokens
         row["judge_output_tokens"] += verdict.output_tokens

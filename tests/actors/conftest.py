@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +24,9 @@ def provider_config(base_url: str, **extra: Any) -> ProviderConfig:
     return ProviderConfig.model_validate(data)
 
 
-def requests(n: int, *, model: str = "sim-1", start: int = 0, **params: Any) -> list[CompletionRequest]:
+def requests(
+    n: int, *, model: str = "sim-1", start: int = 0, **params: Any
+) -> list[CompletionRequest]:
     """`n` distinct small arithmetic requests."""
     params = {"max_tokens": 16, **params}
     return [
@@ -62,10 +65,8 @@ def make_actor(local_ray) -> Iterator[ActorFactory]:
 
     yield make
     for handle in started:
-        try:
+        with contextlib.suppress(Exception):  # already dead is fine
             local_ray.kill(handle)
-        except Exception:  # noqa: BLE001 - already dead is fine
-            pass
 
 
 @pytest.fixture

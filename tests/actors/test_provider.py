@@ -7,8 +7,6 @@ import os
 import threading
 import time
 
-import pytest
-
 from evalcluster.actors.provider import provider_actor_name, provider_status_rows
 from evalcluster.actors.run import NAMESPACE
 from evalcluster.jobs.driver import run_suite
@@ -44,9 +42,13 @@ def test_parallel_shards_of_a_long_run_stay_under_the_simulators_rate_limit(loca
     samples, rpm = 240, 1200
     with SimulatorThread(SimulatorConfig(accuracy=1.0, rpm=rpm)) as sim:
         provider = openai_provider(sim.url, rpm=rpm, retry=FAST_RETRY)
-        path = write_suite(tmp_path, samples=samples, shard_size=40, providers={"p": provider},
-                           targets=[{"name": "a", "provider": "p", "model": "m",
-                                     "params": {"max_tokens": 16}}])
+        path = write_suite(
+            tmp_path,
+            samples=samples,
+            shard_size=40,
+            providers={"p": provider},
+            targets=[{"name": "a", "provider": "p", "model": "m", "params": {"max_tokens": 16}}],
+        )
         started = time.monotonic()
         result = run_suite(prepare_suite(path), options(tmp_path, run_id="rate"))
         elapsed = time.monotonic() - started
@@ -104,21 +106,23 @@ def test_retry_waits_out_the_providers_retry_after_then_succeeds(local_ray, sim,
 def test_attempts_of_a_request_that_never_succeeds_survive_into_the_result(
     local_ray, sim, make_actor
 ):
-    config = provider_config(sim.url, headers={"x-sim-force": "500"},
-                             retry={**FAST_RETRY, "max_attempts": 3},
-                             breaker={"failure_threshold": 100})
+    config = provider_config(
+        sim.url,
+        headers={"x-sim-force": "500"},
+        retry={**FAST_RETRY, "max_attempts": 3},
+        breaker={"failure_threshold": 100},
+    )
     [result] = local_ray.get(make_actor("p", config).complete_batch.remote("r", requests(1)))
     assert result.error_kind == "server_error"
     assert result.attempts == 3
     assert outcomes(sim)["forced_500"] == 3
 
 
-def test_breaker_opens_lets_only_probes_through_then_closes_on_recovery(
-    local_ray, sim, make_actor
-):
+def test_breaker_opens_lets_only_probes_through_then_closes_on_recovery(local_ray, sim, make_actor):
     sim.reconfigure(error_503_rate=1.0)
-    config = provider_config(sim.url, retry={"max_attempts": 1},
-                             breaker={"failure_threshold": 3, "reset_timeout_s": 1.0})
+    config = provider_config(
+        sim.url, retry={"max_attempts": 1}, breaker={"failure_threshold": 3, "reset_timeout_s": 1.0}
+    )
     actor = make_actor("p", config)
     first = local_ray.get(actor.complete_batch.remote("r", requests(3)))
     assert [r.error_kind for r in first] == ["server_error"] * 3
@@ -153,12 +157,20 @@ def test_fallback_serves_a_suite_whose_primary_is_down_and_rows_name_it(local_ra
         SimulatorThread(SimulatorConfig(accuracy=1.0)) as up,
     ):
         providers = {
-            "primary": openai_provider(down.url, fallback=["backup"], retry=FAST_RETRY,
-                                       breaker={"failure_threshold": 2, "reset_timeout_s": 60}),
+            "primary": openai_provider(
+                down.url,
+                fallback=["backup"],
+                retry=FAST_RETRY,
+                breaker={"failure_threshold": 2, "reset_timeout_s": 60},
+            ),
             "backup": openai_provider(up.url),
         }
-        path = write_suite(tmp_path, samples=samples, providers=providers,
-                           targets=[{"name": "a", "provider": "primary", "model": "m"}])
+        path = write_suite(
+            tmp_path,
+            samples=samples,
+            providers=providers,
+            targets=[{"name": "a", "provider": "primary", "model": "m"}],
+        )
         result = run_suite(prepare_suite(path), options(tmp_path, run_id="fb"))
         served_by_backup = outcomes(up)["ok"]
         sent_to_primary = down.stats()["requests_total"]
@@ -175,12 +187,19 @@ def test_fallback_serves_a_suite_whose_primary_is_down_and_rows_name_it(local_ra
 
 def test_budget_stops_a_run_and_a_resume_finishes_without_paying_twice(local_ray, tmp_path):
     samples, price_in, price_out = 60, 1.0, 2.0
-    with SimulatorThread(SimulatorConfig(accuracy=1.0, price_input_per_mtok=price_in,
-                                         price_output_per_mtok=price_out)) as sim:
-        path = write_suite(tmp_path, samples=samples, shard_size=10, budget_usd=0.0012,
-                           providers={"p": openai_provider(sim.url)},
-                           targets=[{"name": "a", "provider": "p", "model": "m",
-                                     "params": {"max_tokens": 16}}])
+    with SimulatorThread(
+        SimulatorConfig(
+            accuracy=1.0, price_input_per_mtok=price_in, price_output_per_mtok=price_out
+        )
+    ) as sim:
+        path = write_suite(
+            tmp_path,
+            samples=samples,
+            shard_size=10,
+            budget_usd=0.0012,
+            providers={"p": openai_provider(sim.url)},
+            targets=[{"name": "a", "provider": "p", "model": "m", "params": {"max_tokens": 16}}],
+        )
         suite = prepare_suite(path)
         stopped = run_suite(suite, options(tmp_path, run_id="budget"))
         first = sim.stats()
@@ -222,8 +241,13 @@ def test_run_survives_its_provider_actor_dying_without_duplicate_rows(local_ray,
     samples = 40
     with SimulatorThread(SimulatorConfig(accuracy=1.0, latency_ms=400)) as sim:
         provider = openai_provider(sim.url)
-        path = write_suite(tmp_path, samples=samples, shard_size=10, providers={"p": provider},
-                           targets=[{"name": "a", "provider": "p", "model": "m"}])
+        path = write_suite(
+            tmp_path,
+            samples=samples,
+            shard_size=10,
+            providers={"p": provider},
+            targets=[{"name": "a", "provider": "p", "model": "m"}],
+        )
         name = provider_actor_name("p", ProviderConfig.model_validate(provider))
         killed = threading.Event()
 
@@ -261,20 +285,42 @@ def test_request_larger_than_the_whole_tpm_is_rejected_at_once(local_ray, sim, m
 
 
 def test_provider_status_rows_show_breaker_headroom_inflight_and_error_rate(
-    local_ray, sim, make_actor
+    local_ray, sim, make_actor, unique
 ):
     sim.reconfigure(latency_ms=1500)
-    config = provider_config(sim.url, rpm=600, headers={}, retry={"max_attempts": 1})
-    actor = make_actor("p", config)
+    name = f"status-{unique}"  # earlier runs' provider actors are still alive in this cluster
+    config = provider_config(sim.url, rpm=600, retry={"max_attempts": 1})
+    actor = make_actor(name, config)
     ref = actor.complete_batch.remote("r", requests(3))
     wait_until(lambda: sim.stats()["in_flight"] == 3)
-    rows = {r["provider"]: r for r in provider_status_rows()}
-    row = rows["p"]
+    row = {r["provider"]: r for r in provider_status_rows()}[name]
     assert row["breaker"] == "closed"
     assert row["in_flight"] == 3
     assert "rpm=600" in row["headroom"]
     local_ray.get(ref)
     sim.reconfigure(latency_ms=0, force="500")
     local_ray.get(actor.complete_batch.remote("r", requests(1, start=9)))
-    row = {r["provider"]: r for r in provider_status_rows()}["p"]
+    row = {r["provider"]: r for r in provider_status_rows()}[name]
     assert row["requests"] == 4 and row["error_rate"] == 0.25 and row["in_flight"] == 0
+
+
+def test_requests_queued_for_the_rate_are_not_sent_once_the_breaker_opens(
+    local_ray, sim, make_actor
+):
+    sim.reconfigure(error_503_rate=1.0)
+    config = provider_config(
+        sim.url,
+        rpm=300,  # 5 at once, then one every 0.2 s: most of the batch queues at the bucket
+        retry={"max_attempts": 1},
+        breaker={"failure_threshold": 2, "reset_timeout_s": 1.5},
+    )
+    actor = make_actor("p", config)
+    ref = actor.complete_batch.remote("r", requests(12))
+    wait_until(lambda: local_ray.get(actor.status.remote())["breaker"] == "open")
+    sent_when_opened = sim.stats()["requests_total"]
+    time.sleep(1.0)  # still open: the queue drains through the bucket but nothing is sent
+    assert sim.stats()["requests_total"] == sent_when_opened <= 6
+    sim.reconfigure(error_503_rate=0.0)
+    results = local_ray.get(ref)
+    assert sum(r.ok for r in results) == 12 - sent_when_opened
+    assert sim.stats()["requests_total"] == 12

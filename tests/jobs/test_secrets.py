@@ -1,8 +1,10 @@
-"""API keys through whole runs: a wrong key fails fast, and no key is ever written anywhere.
+"""API keys through a whole run: a wrong key fails fast, and no key is ever written anywhere.
 
-The simulator accepts only the keys it is given, so a wrong key gets each wire format's real
-auth error. The CLI test runs `evalcluster run` as a user would, with distinctive key values in
-its environment, then searches everything the run left behind for them.
+One `evalcluster run` subprocess, as a user runs it, with distinctive key values in its
+environment: every kind that sends a key uses the right one, three wire formats get a wrong
+one (the simulator accepts only the right key, so each answers its real auth error), and one
+server quotes the key it got back in its error. Then everything the run left behind (store,
+MLflow database and artifacts, output, Ray's session logs) is searched for the key values.
 """
 
 from __future__ import annotations
@@ -16,25 +18,26 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-import ray
 
 from evalcluster.errors import SpecError
-from evalcluster.jobs.driver import run_suite
-from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import read_results
+from evalcluster.store.manifest import read_manifest, read_summary
 from tests.conftest import write_suite
 
-RIGHT_ENV, WRONG_ENV = "EVALCLUSTER_SECRETS_RIGHT_KEY", "EVALCLUSTER_SECRETS_WRONG_KEY"
-SAMPLES = 12
+RIGHT_ENV, WRONG_ENV = "EVALCLUSTER_E2E_KEY", "EVALCLUSTER_E2E_WRONG_KEY"
+SAMPLES = 6
+RUN_ID = "secrets"
 # What each wire format's provider says to a key it does not know (see simulator/formats).
 AUTH_MESSAGES = {
     "bad-openai": "Incorrect API key provided",
@@ -43,31 +46,8 @@ AUTH_MESSAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def keyed_ray() -> Iterator[None]:
-    """A fresh local Ray whose workers see the right and the wrong key, as a user's would."""
-    keys = {RIGHT_ENV: "right", WRONG_ENV: "wrong"}
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in keys.items():
-            env.setenv(name, value)
-        # address="local": always a new cluster, never another test session's.
-        ray.init(
-            address="local",
-            num_cpus=4,
-            namespace="evalcluster",
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-            runtime_env={"env_vars": keys},
-        )
-        try:
-            yield
-        finally:
-            ray.shutdown()
-
-
 def provider(kind: str, url: str, key_env: str) -> dict[str, Any]:
-    base_url = f"{url}/v1" if kind == "openai" else url
+    base_url = f"{url}/v1" if kind in ("openai", "openrouter", "local") else url
     return {
         "kind": kind,
         "base_url": base_url,
@@ -76,85 +56,50 @@ def provider(kind: str, url: str, key_env: str) -> dict[str, Any]:
     }
 
 
-def test_a_wrong_key_fails_each_sample_once_with_auth_and_the_run_still_finishes(
-    keyed_ray, tmp_path
-):
-    with SimulatorThread(SimulatorConfig(api_keys=["right"])) as sim:
-        providers = {
-            "good": provider("openai", sim.url, RIGHT_ENV),
-            "bad-openai": provider("openai", sim.url, WRONG_ENV),
-            "bad-anthropic": provider("anthropic", sim.url, WRONG_ENV),
-            "bad-gemini": provider("gemini", sim.url, WRONG_ENV),
-        }
-        targets = [{"name": name, "provider": name, "model": "sim-1"} for name in providers]
-        path = write_suite(tmp_path, samples=SAMPLES, providers=providers, targets=targets)
-        store = str(tmp_path / "store")
-        result = run_suite(
-            prepare_suite(path), RunOptions(store=store, tracking_uri=None, run_id="wrong-key")
-        )
-        stats = sim.stats()
-
-    assert result.status == "finished", result.message
-    # One request per sample: an auth error is never retried and never trips the breaker.
-    for wire in ("openai", "anthropic", "gemini"):
-        assert stats["by_format_outcome"][wire]["auth"] == SAMPLES, stats
-    assert stats["by_outcome"]["ok"] == SAMPLES
-    assert stats["requests_total"] == 4 * SAMPLES
-
-    rows = read_results(open_store(store), "wrong-key").to_pylist()
-    assert len(rows) == 4 * SAMPLES
-    for row in rows:
-        if row["target"] == "good":
-            assert row["error_kind"] is None and row["score_numeric"] == 1.0
-            continue
-        assert row["error_kind"] == "auth", row
-        assert row["attempts"] == 1
-        assert row["score_numeric"] is None and row["score_exact"] is None
-        assert row["error"].startswith(f"{row['target']}: HTTP ")
-        assert AUTH_MESSAGES[row["target"]] in row["error"], row["error"]
-        assert "wrong" not in row["error"]
-
-    targets = result.summary["targets"]
-    assert targets["good"]["errors"] == 0
-    assert targets["good"]["scorers"]["numeric"]["mean"] == 1.0
-    for name in AUTH_MESSAGES:
-        assert targets[name]["errors"] == SAMPLES
-        assert targets[name]["error_kinds"] == {"auth": SAMPLES}
-        assert targets[name]["scorers"]["numeric"]["rows_scored"] == 0
+def suite_providers(sim_url: str, echo_url: str) -> dict[str, dict[str, Any]]:
+    """Every kind that sends a key, with the right key; three wrong keys; a key echoer."""
+    return {
+        "openai": provider("openai", sim_url, RIGHT_ENV),
+        "anthropic": provider("anthropic", sim_url, RIGHT_ENV),
+        "gemini": provider("gemini", sim_url, RIGHT_ENV),
+        "openrouter": provider("openrouter", sim_url, RIGHT_ENV),
+        "local": provider("local", sim_url, RIGHT_ENV),
+        "simulated": {
+            **provider("simulated", sim_url, RIGHT_ENV),
+            "simulator": {"format": "gemini"},
+        },
+        "custom": {
+            "kind": "custom",
+            "api_key_env": RIGHT_ENV,
+            "custom": {
+                "url": f"{sim_url}/v1/chat/completions",
+                "headers": {"Authorization": "Bearer {api_key}"},
+                "body_template": {"model": "{model}", "messages": "{messages}"},
+                "text_path": "choices.0.message.content",
+            },
+        },
+        "bad-openai": provider("openai", sim_url, WRONG_ENV),
+        "bad-anthropic": provider("anthropic", sim_url, WRONG_ENV),
+        "bad-gemini": provider("gemini", sim_url, WRONG_ENV),
+        "echoes-key": provider("local", echo_url, RIGHT_ENV),
+    }
 
 
-def test_a_missing_key_is_refused_before_anything_runs_naming_the_variable(tmp_path, monkeypatch):
-    monkeypatch.delenv(RIGHT_ENV, raising=False)
-    path = write_suite(
-        tmp_path,
-        samples=2,
-        providers={"p": provider("anthropic", "http://127.0.0.1:9", RIGHT_ENV)},
-        targets=[{"name": "t", "provider": "p", "model": "m"}],
-    )
-    with pytest.raises(SpecError) as caught:
-        prepare_suite(path)
-    assert caught.value.field == "providers.p.api_key_env"
-    assert f"environment variable {RIGHT_ENV} is not set" in str(caught.value)
-
-
-# --- no key anywhere: the CLI end to end ------------------------------------------------------
+GOOD = ("openai", "anthropic", "gemini", "openrouter", "local", "simulated", "custom")
 
 
 class _KeyEchoHandler(BaseHTTPRequestHandler):
-    """Answers every POST 401 with the bearer key quoted in full, as a careless gateway might."""
+    """Answers every POST 401 quoting the bearer key in full, as a careless gateway might."""
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"Incorrect API key provided: {key}",
-                    "type": "invalid_request_error",
-                    "code": "invalid_api_key",
-                }
-            }
-        ).encode()
+        error = {
+            "message": f"Incorrect API key provided: {key}",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+        body = json.dumps({"error": error}).encode()
         self.send_response(401)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -165,8 +110,9 @@ class _KeyEchoHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@contextmanager
 def key_echo_server() -> Iterator[str]:
+    """`_KeyEchoHandler` on 127.0.0.1 and a free port, for the length of the block."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeyEchoHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -178,44 +124,90 @@ def key_echo_server() -> Iterator[str]:
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def ray_tmpdir() -> Iterator[Path]:
-    """A private, short RAY_TMPDIR: the run's Ray session logs land only here (and Unix socket
-    paths under it must stay below about 107 bytes, which pytest's tmp_path may not)."""
-    path = Path(tempfile.mkdtemp(prefix="ecray-", dir="/tmp"))
+@dataclass
+class CliRun:
+    done: subprocess.CompletedProcess
+    stats: dict[str, Any]  # the simulator's, after the run
+    work: Path  # the working folder: store, MLflow database and artifacts
+    ray_dir: Path  # the run's RAY_TMPDIR
+    keys: tuple[str, str]  # the right and the wrong key values
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    status: str
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory) -> Iterator[CliRun]:
+    """`evalcluster run` once, in a subprocess with its own embedded Ray."""
+    tmp_path = tmp_path_factory.mktemp("secrets")
+    work = tmp_path / "work"
+    work.mkdir()
+    # A private, short RAY_TMPDIR: this run's Ray session logs land only there (and the Unix
+    # socket paths under it must stay below ~107 bytes, which pytest's tmp_path may not).
+    ray_dir = Path(tempfile.mkdtemp(prefix="ecray-", dir="/tmp"))
+    right = f"sk-evalcluster-SECRET-{uuid.uuid4().hex}"
+    wrong = f"sk-evalcluster-SECRET-WRONG-{uuid.uuid4().hex}"
     try:
-        yield path
+        with SimulatorThread(SimulatorConfig(api_keys=[right])) as sim, key_echo_server() as echo:
+            providers = suite_providers(sim.url, echo)
+            # One model per target: the response cache keys on provider kind and model, so
+            # two targets asking one kind the same thing would share answers, not call.
+            targets = [{"name": n, "provider": n, "model": f"m-{n}"} for n in providers]
+            suite = write_suite(
+                tmp_path, samples=SAMPLES, providers=providers, targets=targets, name="secrets"
+            )
+            env = {**os.environ, RIGHT_ENV: right, WRONG_ENV: wrong, "RAY_TMPDIR": str(ray_dir)}
+            env.pop("RAY_ADDRESS", None)
+            command = [sys.executable, "-m", "evalcluster.cli", "run", str(suite), "--quiet"]
+            command += ["--store", str(work / "store"), "--run-id", RUN_ID]
+            command += ["--tracking-uri", f"sqlite:///{work}/mlflow.db"]
+            done = subprocess.run(
+                command, cwd=work, env=env, capture_output=True, text=True, timeout=300
+            )
+            stats = sim.stats()
+        assert done.returncode == 0, done.stderr[-3000:]
+        store = open_store(str(work / "store"))
+        rows = read_results(store, RUN_ID).to_pylist()
+        summary = read_summary(store, RUN_ID) or {}
+        status = read_manifest(store, RUN_ID).status
+        yield CliRun(done, stats, work, ray_dir, (right, wrong), rows, summary, status)
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
-def secret_suite_providers(sim_url: str, echo_url: str) -> dict[str, dict[str, Any]]:
-    """Every kind that sends the key, with the right key; a wrong key; a server echoing it."""
-    right, wrong = "EVALCLUSTER_E2E_KEY", "EVALCLUSTER_E2E_WRONG_KEY"
-    return {
-        "openai": provider("openai", sim_url, right),
-        "anthropic": provider("anthropic", sim_url, right),
-        "gemini": provider("gemini", sim_url, right),
-        "openrouter": {**provider("openai", sim_url, right), "kind": "openrouter"},
-        "local": {**provider("openai", sim_url, right), "kind": "local"},
-        "simulated": {
-            **provider("gemini", sim_url, right),
-            "kind": "simulated",
-            "simulator": {"format": "gemini"},
-        },
-        "custom": {
-            "kind": "custom",
-            "api_key_env": right,
-            "custom": {
-                "url": f"{sim_url}/v1/chat/completions",
-                "headers": {"Authorization": "Bearer {api_key}"},
-                "body_template": {"model": "{model}", "messages": "{messages}"},
-                "text_path": "choices.0.message.content",
-            },
-        },
-        "wrong-openai": provider("openai", sim_url, wrong),
-        "echoes-key": {"kind": "local", "base_url": f"{echo_url}/v1", "api_key_env": right},
-    }
+def test_a_wrong_key_fails_each_sample_once_with_auth_and_the_run_still_finishes(cli_run):
+    assert cli_run.status == "finished"
+    # One request per sample: an auth error is never retried and never trips the breaker.
+    for wire in ("openai", "anthropic", "gemini"):
+        assert cli_run.stats["by_format_outcome"][wire]["auth"] == SAMPLES, cli_run.stats
+    assert cli_run.stats["by_outcome"]["ok"] == len(GOOD) * SAMPLES  # the right key works
+    for row in cli_run.rows:
+        if row["target"] in GOOD:
+            assert row["error_kind"] is None and row["score_numeric"] == 1.0, row
+        elif row["target"] in AUTH_MESSAGES:
+            assert row["error_kind"] == "auth" and row["attempts"] == 1, row
+            assert row["score_numeric"] is None and row["score_exact"] is None
+            assert row["error"].startswith(f"{row['target']}: HTTP ")
+            assert AUTH_MESSAGES[row["target"]] in row["error"], row["error"]
+
+
+def test_the_summary_counts_auth_errors_and_scores_only_answers(cli_run):
+    targets = cli_run.summary["targets"]
+    for name in GOOD:
+        assert targets[name]["errors"] == 0
+        assert targets[name]["scorers"]["numeric"]["mean"] == 1.0
+    for name in (*AUTH_MESSAGES, "echoes-key"):
+        assert targets[name]["errors"] == SAMPLES
+        assert targets[name]["error_kinds"] == {"auth": SAMPLES}
+        assert targets[name]["scorers"]["numeric"]["rows_scored"] == 0
+    assert "bad-gemini" in cli_run.done.stdout  # the printed table reports it too
+
+
+def test_a_key_quoted_back_by_the_provider_is_scrubbed_from_the_error(cli_run):
+    errors = [r["error"] for r in cli_run.rows if r["target"] == "echoes-key"]
+    assert len(errors) == SAMPLES
+    for error in errors:
+        assert error.startswith("echoes-key: HTTP 401: Incorrect API key provided: ***"), error
 
 
 def files_under(*roots: Path) -> list[Path]:
@@ -230,70 +222,35 @@ def text_of(path: Path) -> str:
     return raw
 
 
-def test_cli_run_leaves_no_key_in_store_mlflow_output_or_ray_logs(
-    tmp_path, key_echo_server, ray_tmpdir
-):
-    secret = f"sk-evalcluster-SECRET-{uuid.uuid4().hex}"
-    wrong = f"sk-evalcluster-SECRET-WRONG-{uuid.uuid4().hex}"
-    work = tmp_path / "work"
-    work.mkdir()
-    with SimulatorThread(SimulatorConfig(api_keys=[secret])) as sim:
-        providers = secret_suite_providers(sim.url, key_echo_server)
-        targets = [{"name": name, "provider": name, "model": "sim-1"} for name in providers]
-        suite = write_suite(
-            tmp_path, samples=6, providers=providers, targets=targets, name="secrets"
-        )
-        env = {
-            **os.environ,
-            "EVALCLUSTER_E2E_KEY": secret,
-            "EVALCLUSTER_E2E_WRONG_KEY": wrong,
-            "RAY_TMPDIR": str(ray_tmpdir),
-        }
-        env.pop("RAY_ADDRESS", None)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "evalcluster.cli",
-                "run",
-                str(suite),
-                "--quiet",
-                "--store",
-                str(work / "store"),
-                "--tracking-uri",
-                f"sqlite:///{work}/mlflow.db",
-                "--run-id",
-                "secrets",
-            ],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        stats = sim.stats()
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert stats["by_outcome"]["ok"] == 7 * 6  # the right key really was sent, and accepted
-    assert stats["by_outcome"]["auth"] == 6
-
-    rows = read_results(open_store(str(work / "store")), "secrets").to_pylist()
-    errors = {r["target"]: r["error"] for r in rows if r["error_kind"] == "auth"}
-    assert set(errors) == {"wrong-openai", "echoes-key"}
-    assert "Incorrect API key provided" in errors["wrong-openai"]
-    assert "Incorrect API key provided: ***" in errors["echoes-key"]  # echoed, then scrubbed
-
-    ray_logs = list((ray_tmpdir / "ray").glob("session_*/logs"))
-    assert ray_logs, f"no Ray session under {ray_tmpdir}"
-    searched = files_under(work, *ray_logs)
+def test_no_key_is_in_the_store_mlflow_output_or_ray_logs(cli_run):
+    ray_logs = list((cli_run.ray_dir / "ray").glob("session_*/logs"))
+    assert ray_logs, f"no Ray session under {cli_run.ray_dir}"
+    searched = files_under(cli_run.work, *ray_logs)
     names = {p.name for p in searched}
     assert {"mlflow.db", "raylet.out", "gcs_server.out"} <= names, names
     assert any(p.suffix == ".parquet" for p in searched)
-    # MLflow's artifacts (summary.json, the suite file) go under the working folder.
+    # MLflow's artifacts (summary.json, the suite file) land under the working folder.
     artifacts = [p for p in searched if {"mlruns", "mlartifacts"} & set(p.parts)]
     assert any(p.name == "summary.json" for p in artifacts), names
     texts = {str(p): text_of(p) for p in searched}
-    texts["stdout"], texts["stderr"] = done.stdout, done.stderr
-    leaks = [where for where, text in texts.items() if secret in text or wrong in text]
+    texts["stdout"], texts["stderr"] = cli_run.done.stdout, cli_run.done.stderr
+    leaks = [where for where, text in texts.items() if any(k in text for k in cli_run.keys)]
     assert leaks == []
-    # The searches can find what is there: the key variable's name is in the logged suite.
-    assert any("EVALCLUSTER_E2E_KEY" in text_of(p) for p in artifacts)
+    # The search finds what is there: the key variable's name is in the logged suite, and the
+    # scrubbed error is in the (compressed) Parquet files.
+    assert any(RIGHT_ENV in text_of(p) for p in artifacts)
+    assert any("provided: ***" in texts[str(p)] for p in searched if p.suffix == ".parquet")
+
+
+def test_a_missing_key_is_refused_before_anything_runs_naming_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(RIGHT_ENV, raising=False)
+    path = write_suite(
+        tmp_path,
+        samples=2,
+        providers={"p": provider("anthropic", "http://127.0.0.1:9", RIGHT_ENV)},
+        targets=[{"name": "t", "provider": "p", "model": "m"}],
+    )
+    with pytest.raises(SpecError) as caught:
+        prepare_suite(path)
+    assert caught.value.field == "providers.p.api_key_env"
+    assert f"environment variable {RIGHT_ENV} is not set" in str(caught.value)

@@ -100,6 +100,9 @@ def test_a_cancelled_run_ends_killed_with_its_committed_rows(service, api):
     slow = suite_yaml(service.work, "slow", samples=400, latency_ms=400, shard_size=4, targets=1)
     assert api.post("/v1/suites", json={"yaml": slow}).status_code in (200, 201)
     run_id = api.post("/v1/runs", json={"suite": "slow"}).json()["run_id"]
+    early = api.get(f"/v1/runs/{run_id}/results")  # known at once, nothing committed yet
+    assert early.status_code == 200, early.text
+    assert early.json()["next_offset"] is None
     cancel = api.post(f"/v1/runs/{run_id}/cancel")
     assert cancel.status_code == 202, cancel.text
     assert cancel.json()["cancel_requested"] is True

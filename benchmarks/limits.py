@@ -1,0 +1,325 @@
+"""How close do the provider actor's limits run to a provider's, and what do they cost?
+
+    .venv/bin/python benchmarks/limits.py [--requests 600] [--rpm 1200] [--samples 3000]
+
+Starts the simulator in a subprocess and a local Ray, then prints, each with its floor:
+
+1. rate efficiency: N requests under an rpm limit (the simulator enforces the same rpm) sent
+   through one provider actor: ideal time (N / rate) over measured time, and the share of
+   requests the simulator answered 429 (floors: efficiency >= 0.95, 429s <= 1%);
+2. fairness: two runs sharing one provider actor: each run's share of the turns granted while
+   both were waiting (floor: within 10% of half);
+3. overhead: samples per second through the whole pipeline (`run_suite`: actors, scoring,
+   Parquet) against a zero-latency simulator, over a bare aiohttp client at the same
+   concurrency against the same simulator (floor: 0.5);
+4. outage: the simulator answers 503 for a while: requests it got during the outage (the
+   breaker opens within its threshold, then only probes go) and the time to recover.
+
+Not a test: the figures depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import ray
+import yaml
+
+from evalcluster.actors.provider import ProviderActor, provider_actor_name
+from evalcluster.actors.run import NAMESPACE
+from evalcluster.jobs.driver import run_suite
+from evalcluster.jobs.options import RunOptions
+from evalcluster.jobs.prepare import prepare_suite
+from evalcluster.providers.base import CompletionRequest, Message
+from evalcluster.simulator import SimulatorConfig, SimulatorProcess
+from evalcluster.spec.models import ProviderConfig
+
+KEY_ENV = "EVALCLUSTER_BENCH_KEY"
+CONCURRENCY = 64  # the providers' default max_concurrency
+PROMPT = "What is {question}? Answer with the number only."
+
+
+@dataclass(frozen=True)
+class Floor:
+    """One measured figure against its floor."""
+
+    name: str
+    value: float
+    floor: str
+    ok: bool
+
+    def line(self) -> str:
+        verdict = "ok" if self.ok else "MISSED"
+        return f"  {self.name:<44} {self.value:>10.3f}   floor {self.floor:<10} {verdict}"
+
+
+def provider(url: str, **extra: Any) -> ProviderConfig:
+    return ProviderConfig.model_validate(
+        {
+            "kind": "openai",
+            "base_url": url + "/v1",
+            "api_key_env": KEY_ENV,
+            "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+            **extra,
+        }
+    )
+
+
+def start_actor(name: str, config: ProviderConfig) -> Any:
+    actor = ProviderActor.options(
+        name=provider_actor_name(name, config), namespace=NAMESPACE
+    ).remote(name, config, {name: config})
+    ray.get(actor.ready.remote())
+    return actor
+
+
+def make_requests(n: int, start: int = 0) -> list[CompletionRequest]:
+    return [
+        CompletionRequest(
+            "sim-1", (Message("user", f"What is {i} + {i + 7}?"),), {"max_tokens": 16}
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def rate_efficiency(sim: SimulatorProcess, n: int, rpm: int) -> list[Floor]:
+    sim.reconfigure(rpm=rpm, latency_ms=0, error_503_rate=0)
+    sim.reset_stats()
+    actor = start_actor("bench-rate", provider(sim.url, rpm=rpm))
+    batches = 6  # like shards: several callers at once
+    started = time.monotonic()
+    refs = [
+        actor.complete_batch.remote(f"run-{b}", make_requests(n // batches, b * n))
+        for b in range(batches)
+    ]
+    results = [r for batch in ray.get(refs) for r in batch]
+    elapsed = time.monotonic() - started
+    stats = sim.stats()
+    ray.kill(actor)
+    ideal = len(results) / (rpm / 60)
+    limited = stats["by_outcome"]["rate_limited"] / stats["requests_total"]
+    print(
+        f"rate: {len(results)} requests at {rpm} rpm in {elapsed:.2f}s (ideal {ideal:.2f}s), "
+        f"{sum(r.ok for r in results)} ok, simulator saw {stats['requests_total']} "
+        f"({stats['by_outcome']['rate_limited']} answered 429)"
+    )
+    efficiency = ideal / elapsed
+    return [
+        Floor("rate efficiency (ideal / measured time)", efficiency, ">= 0.95", efficiency >= 0.95),
+        Floor("share of requests answered 429", limited, "<= 0.01", limited <= 0.01),
+    ]
+
+
+def fairness(sim: SimulatorProcess, per_run: int, rpm: int) -> list[Floor]:
+    sim.reconfigure(rpm=None, latency_ms=0, error_503_rate=0)
+    actor = start_actor("bench-fair", provider(sim.url, rpm=rpm))
+    refs = [
+        actor.complete_batch.remote(run, make_requests(per_run, k * per_run))
+        for k, run in enumerate(("run-a", "run-b"))
+    ]
+    # Count the turns granted between two moments when both runs have requests waiting: the
+    # first second's burst went to whichever run's batch reached the actor first.
+    half = per_run / (rpm / 60)
+    time.sleep(min(2.0, half / 3))
+    first = ray.get(actor.status.remote())["queue"]["runs"]
+    time.sleep(half - min(2.0, half / 3))
+    second = ray.get(actor.status.remote())["queue"]["runs"]
+    ray.get(refs)
+    ray.kill(actor)
+    runs = ("run-a", "run-b")
+    granted = {run: second[run]["granted"] - first[run]["granted"] for run in runs}
+    total = sum(granted.values())
+    print(
+        f"fairness: two runs of {per_run} requests at {rpm} rpm on one actor: turns granted "
+        f"while both waited {granted} (before that: "
+        f"{ {run: first[run]['granted'] for run in runs} })"
+    )
+    return [
+        Floor(f"share of {run}", count / total, "0.45-0.55", abs(count / total - 0.5) <= 0.05)
+        for run, count in granted.items()
+    ]
+
+
+def write_suite(folder: Path, url: str, samples: int) -> Path:
+    data = folder / "data.jsonl"
+    with data.open("w") as f:
+        for i in range(samples):
+            f.write(
+                json.dumps({"id": f"q{i}", "question": f"{i} + 7", "answer": str(i + 7)}) + "\n"
+            )
+    suite = {
+        "name": "bench-overhead",
+        "dataset": {"path": str(data), "id": "id", "input": "question", "target": "answer"},
+        "prompt": PROMPT,
+        "scorers": [{"type": "numeric"}, {"type": "exact"}],
+        "shard_size": 256,
+        "targets": [
+            {"name": "t", "provider": "sim", "model": "sim-1", "params": {"max_tokens": 16}}
+        ],
+        "providers": {
+            "sim": {
+                "kind": "openai",
+                "base_url": url + "/v1",
+                "api_key_env": KEY_ENV,
+                "max_concurrency": CONCURRENCY,
+            }
+        },
+    }
+    path = folder / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+async def bare_client(url: str, samples: int) -> float:
+    """Seconds for a bare aiohttp client to get `samples` answers, CONCURRENCY in flight."""
+    headers = {"Authorization": "Bearer bench"}
+    bodies = [
+        {
+            "model": "sim-1",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": PROMPT.format(question=f"{i} + 7")}],
+        }
+        for i in range(samples)
+    ]
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        queue = iter(bodies)
+
+        async def worker() -> None:
+            for body in queue:
+                async with session.post(
+                    url + "/v1/chat/completions", json=body, headers=headers
+                ) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"bare client got HTTP {resp.status}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return time.perf_counter() - started
+
+
+def overhead(sim: SimulatorProcess, samples: int) -> list[Floor]:
+    sim.reconfigure(rpm=None, latency_ms=0, error_503_rate=0)
+    with tempfile.TemporaryDirectory() as folder:
+        suite = prepare_suite(write_suite(Path(folder), sim.url, samples))
+        store = str(Path(folder) / "store")
+        # Warm-up: worker processes and the provider actor start here, not in the measurement.
+        run_suite(suite, RunOptions(store=store, tracking_uri=None, run_id="warm", max_samples=512))
+        result = run_suite(
+            suite, RunOptions(store=store, tracking_uri=None, run_id="measured", no_cache=True)
+        )
+        assert result.status == "finished", result.message
+    pipeline = samples / result.wall_s
+    bare = samples / asyncio.run(bare_client(sim.url, samples))
+    ratio = pipeline / bare
+    print(
+        f"overhead: run_suite {samples} samples in {result.wall_s:.2f}s = {pipeline:.0f}/s; "
+        f"bare aiohttp ({CONCURRENCY} in flight) {bare:.0f}/s"
+    )
+    return [Floor("pipeline / bare client samples per second", ratio, ">= 0.5", ratio >= 0.5)]
+
+
+def outage(
+    sim: SimulatorProcess, rpm: int, threshold: int = 5, reset_s: float = 1.0, down_s: float = 3.0
+) -> list[Floor]:
+    sim.reconfigure(rpm=None, latency_ms=0, error_503_rate=0)
+    config = provider(
+        sim.url,
+        rpm=rpm,
+        breaker={"failure_threshold": threshold, "reset_timeout_s": reset_s},
+        retry={"max_attempts": 50, "max_total_s": 120, "base_delay_s": 0.1, "max_delay_s": 0.5},
+    )
+    actor = start_actor("bench-outage", config)
+    n = int(rpm / 60 * (down_s + 4))
+    ref = actor.complete_batch.remote("run-outage", make_requests(n))
+    time.sleep(1.0)
+    before = sim.stats()["requests_total"]
+    sim.reconfigure(error_503_rate=1.0)
+    went_down = time.monotonic()
+    opened_after = None
+    while time.monotonic() - went_down < down_s:
+        status = ray.get(actor.status.remote())
+        if opened_after is None and status["breaker"] == "open":
+            opened_after = sim.stats()["by_outcome"]["error_503"]
+        time.sleep(0.02)
+    during = sim.stats()["requests_total"] - before
+    sim.reconfigure(error_503_rate=0.0)
+    healed = time.monotonic()
+    while ray.get(actor.status.remote())["breaker"] != "closed":
+        time.sleep(0.02)
+    recovered_s = time.monotonic() - healed
+    results = ray.get(ref)
+    stats = sim.stats()
+    ray.kill(actor)
+    probes = stats["by_outcome"]["error_503"] - (opened_after or 0)
+    print(
+        f"outage: {down_s:.0f}s of 503s at {rpm} rpm, breaker {threshold} / {reset_s:g}s: "
+        f"{during} requests reached the simulator while down, {opened_after} before the "
+        f"breaker opened, {probes} probes after; closed {recovered_s:.2f}s after recovery; "
+        f"{sum(r.ok for r in results)}/{n} answered in the end"
+    )
+    # In flight when the breaker opened: up to one rate-limited second's worth beyond it.
+    in_flight = max(1, rpm // 60)
+    return [
+        Floor(
+            "503s before the breaker opened",
+            opened_after or -1,
+            f"<= {threshold}+{in_flight}",
+            opened_after is not None and opened_after <= threshold + in_flight,
+        ),
+        Floor(
+            "probes while open",
+            probes,
+            f"<= {down_s / reset_s + 1:g}",
+            probes <= down_s / reset_s + 1,
+        ),
+        Floor(
+            "seconds to close after recovery",
+            recovered_s,
+            f"<= {reset_s + 0.5:g}",
+            recovered_s <= reset_s + 0.5,
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--rpm", type=int, default=1200)
+    parser.add_argument("--samples", type=int, default=3000)
+    args = parser.parse_args()
+    os.environ[KEY_ENV] = "sk-bench-not-a-real-key"
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at start")
+    floors: list[Floor] = []
+    ray.init(
+        namespace=NAMESPACE,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {KEY_ENV: os.environ[KEY_ENV]}},
+    )
+    try:
+        with SimulatorProcess(SimulatorConfig(accuracy=1.0)) as sim:
+            floors += rate_efficiency(sim, args.requests, args.rpm)
+            floors += fairness(sim, args.requests // 4, args.rpm)
+            floors += overhead(sim, args.samples)
+            floors += outage(sim, args.rpm)
+    finally:
+        ray.shutdown()
+    print(f"load average {os.getloadavg()[0]:.1f} at end\n")
+    for floor in floors:
+        print(floor.line())
+
+
+if __name__ == "__main__":
+    main()
