@@ -7,9 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from evalcluster.errors import EvalclusterError, SpecError
-from evalcluster.jobs.run_suite import add_run_arguments
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from evalcluster.jobs.run_suite import EXIT_FAILED, EXIT_USAGE, add_run_arguments
 
 
 class _Parser(argparse.ArgumentParser):

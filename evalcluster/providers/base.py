@@ -96,5 +96,5 @@ class ProviderAdapter(ABC):
     async def complete(self, request: CompletionRequest) -> Completion:
         """Make one call. Raises `evalcluster.errors.ProviderError` subclasses on failure."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook: most adapters own nothing
         """Release what the adapter owns (its transport), if anything."""

@@ -126,3 +126,14 @@ def test_failed_calls_are_rows_with_error_kind_and_no_score(local_ray, tmp_path,
     assert all(r["score_numeric"] is None and r["attempts"] == 1 for r in rows)
     assert result.summary["targets"]["a"]["errors"] == 5
     assert result.summary["targets"]["a"]["scorers"]["numeric"]["n"] == 0
+
+
+def test_unreachable_mlflow_loses_no_results_and_says_logging_failed(local_ray, tmp_path, sim):
+    path = write_suite(tmp_path, samples=6, providers={"p": openai_provider(sim.url)},
+                       targets=[{"name": "a", "provider": "p", "model": "m"}])
+    opts = RunOptions(store=str(tmp_path / "store"), tracking_uri="http://127.0.0.1:9",
+                      run_id="no-mlflow")
+    result = run_suite(prepare_suite(path), opts)
+    assert result.status == "finished"
+    assert result.mlflow_error and "MLflow logging failed" in result.mlflow_error
+    assert read_results(open_store(str(tmp_path / "store")), "no-mlflow").num_rows == 6
