@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -232,7 +233,9 @@ class MlflowTracker:
                 self._client.restore_experiment(experiment.experiment_id)
             return experiment.experiment_id
         try:
-            return self._client.create_experiment(name)
+            return self._client.create_experiment(
+                name, artifact_location=local_artifact_location(self._uri)
+            )
         except MlflowException:
             # Another driver created it between our read and our create.
             experiment = self._client.get_experiment_by_name(name)
@@ -391,3 +394,14 @@ class MlflowTracker:
             self._client.log_batch(run_id, params=param_list[start : start + _PARAMS_PER_BATCH])
         for start in range(0, len(metric_list), _METRICS_PER_BATCH):
             self._client.log_batch(run_id, metrics=metric_list[start : start + _METRICS_PER_BATCH])
+
+
+def local_artifact_location(tracking_uri: str) -> str | None:
+    """For a SQLite store, artifacts beside the database (`<db folder>/mlruns`), not in
+    whatever folder the driver happened to start in (MLflow's default, `./mlruns`)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None  # servers and other stores choose their own artifact root
+    database = Path(tracking_uri.removeprefix("sqlite:///")).expanduser()
+    if database.name in ("", ":memory:"):
+        return None
+    return (database.resolve().parent / "mlruns").as_uri()
