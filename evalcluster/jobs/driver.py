@@ -35,7 +35,7 @@ from evalcluster.jobs.simulators import started_simulators
 from evalcluster.jobs.summary import build_summary, target_results
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store, open_store
-from evalcluster.store.lake import iter_result_batches
+from evalcluster.store.lake import iter_result_batches, shard_key
 from evalcluster.store.manifest import (
     RunManifest,
     ShardRecord,
@@ -386,7 +386,7 @@ class _Driver:
             index: ShardRecord(
                 rows=rows,
                 committed_at=datetime.now(UTC),
-                key=f"runs/run_id={self.run_id}/target={target}/shard-{index}.parquet",
+                key=shard_key(self.run_id, target, index),
             ),
         }
         self.manifest = self.manifest.model_copy(update={"shards": shards})

@@ -25,7 +25,7 @@ from evalcluster.actors.run import NAMESPACE, ProgressDelta, get_run_actor
 from evalcluster.jobs.budget import projected_cost
 from evalcluster.jobs.samples import Sample, build_request, is_sampling, request_hash
 from evalcluster.providers.base import CompletionRequest
-from evalcluster.scoring import build_scorers
+from evalcluster.scoring import Score, build_scorers
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.spec.models import ProviderConfig, TargetSpec
 from evalcluster.store.cache import ResponseCache, cache_entry_from_call
@@ -216,19 +216,9 @@ class ShardEvaluator:
                 continue
             judge = self.ctx.target(scorer.judge_target)
             provider = self.ctx.providers[judge.provider]
-            judge_calls = []
-            for c in calls:
-                answer = results[c.hash]
-                if not answer.ok:
-                    continue
-                messages = tuple(
-                    scorer.judge_messages(
-                        c.request.messages[-1].content, answer.text or "", c.sample.reference
-                    )
-                )
-                request = CompletionRequest(judge.model, messages, judge.params.as_dict())
-                digest = request_hash(provider, request, epoch=0, seed=0, sampling=False)
-                judge_calls.append(_Call(c.sample, c.epoch, request, digest))
+            judge_calls = [
+                self._judge_call(scorer, c, results[c.hash]) for c in calls if results[c.hash].ok
+            ]
             for jc in judge_calls:
                 if jc.hash in cached:
                     judged[jc.hash] = cached[jc.hash].to_call_result()
@@ -287,6 +277,19 @@ class ShardEvaluator:
             row["judge"] = json.dumps(verdicts, ensure_ascii=False)
         return row
 
+    def _judge_call(self, scorer: Any, call: _Call, answer: CallResult) -> _Call:
+        """The judge's request about one answer, with its cache identity."""
+        judge = self.ctx.target(scorer.judge_target)
+        provider = self.ctx.providers[judge.provider]
+        messages = tuple(
+            scorer.judge_messages(
+                call.request.messages[-1].content, answer.text or "", call.sample.reference
+            )
+        )
+        request = CompletionRequest(judge.model, messages, judge.params.as_dict())
+        digest = request_hash(provider, request, epoch=0, seed=0, sampling=False)
+        return _Call(call.sample, call.epoch, request, digest)
+
     def _judged_score(
         self,
         scorer: Any,
@@ -295,21 +298,15 @@ class ShardEvaluator:
         judged: dict[str, CallResult],
         row: dict[str, Any],
     ) -> tuple[Any, Any]:
-        judge = self.ctx.target(scorer.judge_target)
-        provider = self.ctx.providers[judge.provider]
-        messages = tuple(
-            scorer.judge_messages(
-                call.request.messages[-1].content, result.text or "", call.sample.reference
-            )
-        )
-        request = CompletionRequest(judge.model, messages, judge.params.as_dict())
-        digest = request_hash(provider, request, epoch=0, seed=0, sampling=False)
-        verdict = judged[digest]
+        verdict = judged[self._judge_call(scorer, call, result).hash]
         row["judge_input_tokens"] += verdict.input_tokens
         row["judge_output_tokens"] += verdict.output_tokens
         row["judge_cost_usd"] += verdict.cost_usd
         if not verdict.ok:
-            return _NoScore, {"error_kind": verdict.error_kind, "error": verdict.error}
+            return Score(None, "judge call failed"), {
+                "error_kind": verdict.error_kind,
+                "error": verdict.error,
+            }
         score = scorer.parse_verdict(verdict.text or "")
         return score, {"verdict": verdict.text, "explanation": score.explanation}
 
@@ -339,11 +336,3 @@ class ShardEvaluator:
 
     def _cancelled(self) -> bool:
         return self.run_actor is not None and bool(ray.get(self.run_actor.is_cancelled.remote()))
-
-
-class _NoScoreType:
-    value = None
-    explanation = "judge call failed"
-
-
-_NoScore = _NoScoreType()
