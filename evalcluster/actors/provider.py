@@ -90,6 +90,8 @@ class ProviderActor:
         self.slots = asyncio.Semaphore(config.max_concurrency)
         self.in_flight = 0
         self.outcomes: Counter[str] = Counter()
+        self.metrics = metrics.ProviderMetricsBuffer(name)
+        self._published_breaker: str | None = None
         self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
         if self.restarted:
             self.breaker.force_half_open()
@@ -108,9 +110,14 @@ class ProviderActor:
     ) -> list[CallResult]:
         """Answer every request; failures come back as results with an error kind."""
         visited = (*visited, self.name)
-        return list(
-            await asyncio.gather(*(self._complete(run_id, r, priority, visited) for r in requests))
-        )
+        try:
+            return list(
+                await asyncio.gather(
+                    *(self._complete(run_id, r, priority, visited) for r in requests)
+                )
+            )
+        finally:
+            self.metrics.flush()
 
     async def _complete(
         self, run_id: str, request: CompletionRequest, priority: float, visited: tuple[str, ...]
@@ -229,7 +236,7 @@ class ProviderActor:
         self._publish_breaker()
         if isinstance(exc, RateLimitedError):
             self.bucket.on_rate_limited(exc.retry_after_s)
-        metrics.requests_total().inc(tags={"provider": self.name, "outcome": exc.kind})
+        self.metrics.request(exc.kind)
 
     async def _fallback(
         self,
@@ -258,19 +265,17 @@ class ProviderActor:
 
     def _account(self, completion: Completion, cost: float) -> None:
         self._count("ok")
-        tags = {"provider": self.name}
-        metrics.requests_total().inc(tags={**tags, "outcome": "ok"})
         usage = completion.usage
-        metrics.tokens_total().inc(usage.input_tokens, tags={**tags, "direction": "input"})
-        metrics.tokens_total().inc(usage.output_tokens, tags={**tags, "direction": "output"})
-        if cost:
-            metrics.cost_usd_total().inc(cost, tags=tags)
-        metrics.request_latency_seconds().observe(completion.latency_ms / 1000, tags=tags)
+        self.metrics.success(
+            usage.input_tokens, usage.output_tokens, cost, completion.latency_ms / 1000
+        )
 
     def _publish_breaker(self) -> None:
-        metrics.breaker_state().set(
-            _BREAKER_GAUGE.get(self.breaker.state, 0), tags={"provider": self.name}
-        )
+        state = self.breaker.state
+        if state == self._published_breaker:  # a gauge set costs as much as a request's parse
+            return
+        self._published_breaker = state
+        metrics.breaker_state().set(_BREAKER_GAUGE.get(state, 0), tags={"provider": self.name})
 
     async def status(self) -> dict[str, Any]:
         total = sum(self.outcomes.values())
