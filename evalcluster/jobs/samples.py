@@ -88,13 +88,23 @@ def render_prompt(template: str, fields: dict[str, Any]) -> str:
     return template.format_map(values)
 
 
-def build_request(suite: LoadedSuite, target: TargetSpec, sample: Sample) -> CompletionRequest:
+def build_request(
+    suite: LoadedSuite,
+    target: TargetSpec,
+    sample: Sample,
+    *,
+    params: dict[str, Any] | None = None,
+) -> CompletionRequest:
+    """The target's request for `sample`. `params` is `target.params.as_dict()`, passed in by
+    callers that build many requests (dumping the pydantic model per sample is not free)."""
     spec = suite.spec
     messages = []
     if spec.system:
         messages.append(Message("system", render_prompt(spec.system, sample.fields)))
     messages.append(Message("user", render_prompt(spec.prompt, sample.fields)))
-    return CompletionRequest(target.model, tuple(messages), target.params.as_dict())
+    if params is None:
+        params = target.params.as_dict()
+    return CompletionRequest(target.model, tuple(messages), params)
 
 
 def is_sampling(params: dict[str, Any], epochs: int) -> bool:

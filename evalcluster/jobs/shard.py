@@ -47,6 +47,9 @@ class ShardContext:
     providers: dict[str, ProviderConfig]  # resolved: simulated providers have their base_url
     use_cache: bool = True
     priority: float = 1.0
+    # Without a budget a shard neither reserves nor prices its chunks: that saves a blocking
+    # run-actor call per chunk. A cancel still stops it (the driver cancels its task).
+    budgeted: bool = True
 
     def target(self, name: str) -> TargetSpec:
         for target in (*self.suite.spec.targets, *self.suite.spec.judges):
@@ -138,10 +141,11 @@ class ShardEvaluator:
 
     def _calls(self, samples: Sequence[Sample]) -> list[_Call]:
         spec = self.ctx.suite.spec
-        sampling = is_sampling(self.target.params.as_dict(), spec.epochs)
+        params = self.target.params.as_dict()
+        sampling = is_sampling(params, spec.epochs)
         calls = []
         for sample in samples:
-            request = build_request(self.ctx.suite, self.target, sample)
+            request = build_request(self.ctx.suite, self.target, sample, params=params)
             for epoch in range(spec.epochs):
                 digest = request_hash(
                     self.provider, request, epoch=epoch, seed=spec.seed, sampling=sampling
@@ -171,10 +175,12 @@ class ShardEvaluator:
         items = list(unique.values())
         for start in range(0, len(items), CHUNK_SIZE):
             chunk = items[start : start + CHUNK_SIZE]
-            reserve = sum(projected_cost(provider, c.request) for c in chunk)
-            if not self._reserve(reserve):
-                stopped = "cancelled" if self._cancelled() else "budget_exhausted"
-                break
+            reserve = 0.0
+            if self.ctx.budgeted:
+                reserve = sum(projected_cost(provider, c.request) for c in chunk)
+                if not self._reserve(reserve):
+                    stopped = "cancelled" if self._cancelled() else "budget_exhausted"
+                    break
             ref = actor.complete_batch.remote(
                 self.ctx.run_id, [c.request for c in chunk], self.ctx.priority
             )
@@ -197,12 +203,9 @@ class ShardEvaluator:
                 in_flight[ref] = (chunk, reserve)
                 lost[ref] = tries + 1
                 continue
-            spent = sum(o.cost_usd for o in outcomes)
-            self._settle(reserve, spent)
             for c, o in zip(chunk, outcomes, strict=True):
                 results[c.hash] = o
-            if report:
-                self._report_calls(chunk, outcomes)
+            self._chunk_done(reserve, outcomes, report=report)
         return stopped
 
     def _judge(
@@ -310,16 +313,22 @@ class ShardEvaluator:
         score = scorer.parse_verdict(verdict.text or "")
         return score, {"verdict": verdict.text, "explanation": score.explanation}
 
-    def _report_calls(self, chunk: Sequence[_Call], outcomes: Sequence[CallResult]) -> None:
-        self._report(
-            ProgressDelta(
+    def _chunk_done(self, reserved: float, outcomes: Sequence[CallResult], *, report: bool) -> None:
+        """Settle the chunk's reservation and report its progress, in one run-actor call."""
+        if self.run_actor is None:
+            return
+        spent = sum(o.cost_usd for o in outcomes)
+        delta = None
+        if report:
+            delta = ProgressDelta(
                 done=len(outcomes),
                 errors=sum(1 for o in outcomes if not o.ok),
                 input_tokens=sum(o.input_tokens for o in outcomes),
                 output_tokens=sum(o.output_tokens for o in outcomes),
-                cost_usd=sum(o.cost_usd for o in outcomes),
+                cost_usd=spent,
             )
-        )
+        if delta is not None or reserved or spent:
+            self.run_actor.chunk_done.remote(self.target.name, reserved, spent, delta)
 
     def _report(self, delta: ProgressDelta) -> None:
         if self.run_actor is not None:
@@ -329,10 +338,6 @@ class ShardEvaluator:
         if self.run_actor is None:
             return True
         return bool(ray.get(self.run_actor.reserve.remote(amount)))
-
-    def _settle(self, reserved: float, actual: float) -> None:
-        if self.run_actor is not None:
-            self.run_actor.settle.remote(reserved, actual)
 
     def _cancelled(self) -> bool:
         return self.run_actor is not None and bool(ray.get(self.run_actor.is_cancelled.remote()))

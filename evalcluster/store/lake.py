@@ -122,17 +122,23 @@ def _value_checker(arrow_type: pa.DataType) -> Callable[[Any], str | None]:
     def wrong(value: Any) -> str:
         return f"expected {arrow_type}, got {type(value).__name__}"
 
+    # The `type(v) is ...` tests come first: they are exact for the common values and skip the
+    # much slower ABC checks (Real, Integral), which run for every value of every shard.
     if pa.types.is_string(arrow_type):
-        return lambda v: None if isinstance(v, str) else wrong(v)
+        return lambda v: None if type(v) is str or isinstance(v, str) else wrong(v)
     if pa.types.is_boolean(arrow_type):
         return lambda v: None if isinstance(v, bool) else wrong(v)
     if pa.types.is_floating(arrow_type):
-        return lambda v: None if isinstance(v, Real) and not isinstance(v, bool) else wrong(v)
+        return lambda v: (
+            None
+            if type(v) is float or (isinstance(v, Real) and not isinstance(v, bool))
+            else wrong(v)
+        )
     if pa.types.is_integer(arrow_type):
         low, high = -(2 ** (arrow_type.bit_width - 1)), 2 ** (arrow_type.bit_width - 1)
 
         def check_int(v: Any) -> str | None:
-            if not isinstance(v, Integral) or isinstance(v, bool):
+            if type(v) is not int and (not isinstance(v, Integral) or isinstance(v, bool)):
                 return wrong(v)
             return None if low <= v < high else f"{v} does not fit {arrow_type}"
 
