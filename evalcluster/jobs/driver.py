@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FLUSH_S = 2.0
 CANCEL_CHECK_S = 0.5
+WORKING_DIR_WAIT_S = 10.0  # how long Ray may take to unpack a job's working_dir again
 SHARD_CPUS = 0.5  # shards mostly wait on provider actors; two share a core
 # A run stopped by its budget is resumable, like a cancelled one: MLflow calls both KILLED.
 MLFLOW_STATUS = {"finished": "FINISHED", "killed": "KILLED", "budget_exhausted": "KILLED"}
@@ -112,11 +114,25 @@ def ray_session(address: str | None) -> Iterator[None]:
 def _return_to(cwd: str) -> None:
     """Inside a Ray job, Ray unpacks the job's working_dir again once the driver connects: the
     folder the driver started in is replaced by a new one at the same path, leaving the process
-    in a deleted directory (os.getcwd() then fails, and MLflow with it). Step into the new one."""
+    in a deleted directory (os.getcwd() then fails, and MLflow with it). Step into the new one,
+    waiting a while for it: the driver can get here between the removal and the re-extraction.
+    If it never comes back (a resumed job can share the stopped job's unpacked folder, which
+    Ray may clean up under it), step into the temp folder: the store and the dataset were
+    opened by absolute path before this point, and a run must not fail over its working folder."""
     try:
         os.getcwd()
+        return
     except FileNotFoundError:
-        os.chdir(cwd)
+        pass
+    deadline = time.monotonic() + WORKING_DIR_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            os.chdir(cwd)
+            return
+        except FileNotFoundError:
+            time.sleep(0.1)
+    log.warning("working folder %s is gone; continuing in %s", cwd, tempfile.gettempdir())
+    os.chdir(tempfile.gettempdir())
 
 
 class _Cancel:
@@ -296,6 +312,7 @@ class _Driver:
             self.providers,
             use_cache=not self.options.no_cache,
             priority=self.options.priority,
+            budgeted=self.budget is not None,
         )
         ctx_ref = ray.put(ctx)
         limit = self._max_inflight()
