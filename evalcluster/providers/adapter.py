@@ -41,7 +41,7 @@ from evalcluster.providers.netguard import check_url
 from evalcluster.providers.pricing import estimate_tokens
 from evalcluster.providers.ratelimit_headers import parse_rate_limits, retry_delay
 from evalcluster.providers.secrets import Secret
-from evalcluster.providers.transport import AiohttpTransport, HttpResponse, Transport
+from evalcluster.providers.transport import HttpResponse, PyreqwestTransport, Transport
 from evalcluster.spec.models import ProviderConfig
 
 __all__ = ["HttpAdapter", "HttpCall", "estimated_usage"]
@@ -84,7 +84,7 @@ class HttpAdapter(ProviderAdapter):
         self.base_url = base_url.rstrip("/") if base_url else ""
         self._check_urls()
         self._owns_transport = transport is None
-        self.transport = transport or AiohttpTransport(config.max_concurrency)
+        self.transport = transport or PyreqwestTransport(config.max_concurrency)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"

@@ -1,12 +1,15 @@
-"""The one module that owns HTTP: a pooled aiohttp client behind a small `Transport` seam.
+"""The one module that owns HTTP: a pooled HTTP client behind a small `Transport` seam.
 
 Adapters never touch an HTTP library. They call `Transport.post_json` / `get` / `request` and
 get an `HttpResponse` back, or a `ProviderTimeoutError` / `ProviderConnectionError`: this module
-is the one translation table from the client library's exceptions to ours.
+is the one translation table from the client libraries' exceptions to ours.
 
-aiohttp was chosen by measurement (benchmarks/transport.py, results in benchmarks/README.md,
-"Transport"): against the local simulator it served 2-8x the requests per second of httpx and
-httpx2 at 16 in flight, and 4-40x at 64 and 256, where httpx's pool degrades.
+Both clients were chosen by measurement (benchmarks/transport.py and benchmarks/limits.py,
+results in benchmarks/README.md, "Transport" and "Limits"). aiohttp served 2-8x the requests
+per second of httpx and httpx2 at 16 in flight and 4-40x at 64 and 256. pyreqwest (reqwest and
+hyper in Rust) then matched aiohttp's requests per second at about half its CPU per request,
+most of it outside the GIL; a provider actor is one Python thread serving a whole endpoint, so
+`PyreqwestTransport` is the default and `AiohttpTransport` stays as the pure-Python one.
 
 `MockTransport` is the seam for unit tests, in the spirit of httpx's MockTransport: a handler
 function answers each `HttpRequest` without any network.
@@ -17,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import pyreqwest.exceptions as pyreqwest_errors
+from pyreqwest.client import ClientBuilder
 
 from evalcluster.errors import ProviderConnectionError, ProviderTimeoutError
 
@@ -31,6 +38,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "MockTransport",
+    "PyreqwestTransport",
     "Transport",
 ]
 
@@ -96,6 +104,80 @@ class Transport(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections. The transport may be used again afterwards (it reopens)."""
+
+
+class PyreqwestTransport(Transport):
+    """pyreqwest (Rust reqwest/hyper behind a small Python API), pooled, the default transport.
+
+    HTTP framing, pooling and parsing run in Rust threads outside the GIL, so the provider
+    actor's one Python thread spends about half the CPU per request that it spends with aiohttp
+    (benchmarks/README.md, "Transport"): a zero-latency endpoint drives that thread flat out.
+    The client is made lazily inside the running event loop, like the aiohttp one. Proxy
+    variables are ignored and redirects are not followed, as with aiohttp before it.
+    """
+
+    def __init__(self, max_connections: int = 64) -> None:
+        self.max_connections = max_connections
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"PyreqwestTransport(max_connections={self.max_connections})"
+
+    def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = (
+                ClientBuilder()
+                .max_connections(self.max_connections)
+                .follow_redirects(False)
+                .error_for_status(False)
+                .no_proxy()
+                .build()
+            )
+            self._loop = loop
+        return self._client
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        client = self._get_client()
+        builder = (
+            client.request(request.method, request.url)
+            .headers(dict(request.headers))
+            .timeout(timedelta(seconds=request.timeout_s))
+        )
+        if request.body is not None:
+            builder = builder.body_bytes(request.body)
+        try:
+            response = await builder.build().send()
+            body = bytes(await response.bytes())
+        except pyreqwest_errors.RequestTimeoutError as exc:
+            raise ProviderTimeoutError(
+                f"no response within {request.timeout_s:g}s ({_describe_pyreqwest(exc)})"
+            ) from None
+        except pyreqwest_errors.PyreqwestError as exc:
+            raise ProviderConnectionError(
+                f"connection failed: {_describe_pyreqwest(exc)}"
+            ) from None
+        # hyper hands header names over lower-cased already.
+        return HttpResponse(response.status, dict(response.headers.items()), body)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+_URL = re.compile(r"\s*(?:for url\s*)?\(?https?://[^\s)]*\)?")
+
+
+def _describe_pyreqwest(exc: BaseException) -> str:
+    """The error class and its chain of causes, without the URL: a custom endpoint's URL may
+    carry a key in its query string, and error text ends up in Parquet and logs."""
+    details = getattr(exc, "details", None) or {}
+    causes = details.get("causes") or [] if isinstance(details, dict) else []
+    chain = [str(c.get("message", "")) for c in causes if isinstance(c, dict)]
+    text = "; ".join(_URL.sub("", m) for m in chain if m) or _URL.sub("", str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class AiohttpTransport(Transport):

@@ -10,7 +10,7 @@ from evalcluster.providers.gemini import GeminiAdapter
 from evalcluster.providers.local import LocalAdapter
 from evalcluster.providers.openai import OpenAIAdapter
 from evalcluster.providers.openrouter import OpenRouterAdapter
-from evalcluster.providers.transport import AiohttpTransport
+from evalcluster.providers.transport import PyreqwestTransport
 from evalcluster.spec.models import ProviderConfig, SimulatorOptions
 
 from .conftest import KEY
@@ -29,7 +29,7 @@ def test_each_kind_gets_its_adapter_and_the_sdk_default_base_url(
     adapter = build_adapter("p", ProviderConfig(kind=kind, api_key_env="EVALCLUSTER_TEST_KEY"))
     assert type(adapter) is cls
     assert adapter.base_url == base_url
-    assert isinstance(adapter.transport, AiohttpTransport)
+    assert isinstance(adapter.transport, PyreqwestTransport)
     assert adapter.transport.max_connections == 64
 
 

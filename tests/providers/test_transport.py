@@ -1,4 +1,4 @@
-"""AiohttpTransport over real HTTP to a local aiohttp server; MockTransport as a seam."""
+"""Both HTTP transports over real HTTP to a local aiohttp server; MockTransport as a seam."""
 
 from __future__ import annotations
 
@@ -16,9 +16,14 @@ from evalcluster.providers.transport import (
     HttpRequest,
     HttpResponse,
     MockTransport,
+    PyreqwestTransport,
+    Transport,
 )
 
 pytestmark = pytest.mark.anyio
+
+CLIENTS = [PyreqwestTransport, AiohttpTransport]
+each_client = pytest.mark.parametrize("client", CLIENTS, ids=lambda c: c.__name__)
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -61,8 +66,9 @@ async def server() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def test_post_json_round_trip(server: str) -> None:
-    transport = AiohttpTransport(max_connections=4)
+@each_client
+async def test_post_json_round_trip(server: str, client: type[Transport]) -> None:
+    transport = client(max_connections=4)
     try:
         response = await transport.post_json(
             f"{server}/echo", {"Authorization": "Bearer k"}, {"a": [1, 2]}, timeout_s=5
@@ -79,8 +85,9 @@ async def test_post_json_round_trip(server: str) -> None:
     assert response.header("X-Mixed-Case") == "yes" and "x-mixed-case" in response.headers
 
 
-async def test_get_sends_no_body(server: str) -> None:
-    transport = AiohttpTransport()
+@each_client
+async def test_get_sends_no_body(server: str, client: type[Transport]) -> None:
+    transport = client()
     try:
         response = await transport.get(f"{server}/echo", {}, timeout_s=5)
     finally:
@@ -89,8 +96,9 @@ async def test_get_sends_no_body(server: str) -> None:
     assert json.loads(response.body)["body"] == ""
 
 
-async def test_timeout_maps_to_provider_timeout_error(server: str) -> None:
-    transport = AiohttpTransport()
+@each_client
+async def test_timeout_maps_to_provider_timeout_error(server: str, client: type[Transport]) -> None:
+    transport = client()
     try:
         with pytest.raises(ProviderTimeoutError, match="0.2s"):
             await transport.get(f"{server}/slow", {}, timeout_s=0.2)
@@ -98,8 +106,11 @@ async def test_timeout_maps_to_provider_timeout_error(server: str) -> None:
         await transport.aclose()
 
 
-async def test_dropped_connection_maps_to_connection_error(server: str) -> None:
-    transport = AiohttpTransport()
+@each_client
+async def test_dropped_connection_maps_to_connection_error(
+    server: str, client: type[Transport]
+) -> None:
+    transport = client()
     try:
         with pytest.raises(ProviderConnectionError):
             await transport.get(f"{server}/drop", {}, timeout_s=5)
@@ -107,11 +118,12 @@ async def test_dropped_connection_maps_to_connection_error(server: str) -> None:
         await transport.aclose()
 
 
-async def test_refused_connection_maps_to_connection_error() -> None:
+@each_client
+async def test_refused_connection_maps_to_connection_error(client: type[Transport]) -> None:
     with socket.socket() as sock:  # a port that was free a moment ago and has no listener
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    transport = AiohttpTransport()
+    transport = client()
     try:
         with pytest.raises(ProviderConnectionError, match="connection failed"):
             await transport.get(f"http://127.0.0.1:{port}/", {}, timeout_s=5)
@@ -119,8 +131,9 @@ async def test_refused_connection_maps_to_connection_error() -> None:
         await transport.aclose()
 
 
-async def test_redirects_are_not_followed(server: str) -> None:
-    transport = AiohttpTransport()
+@each_client
+async def test_redirects_are_not_followed(server: str, client: type[Transport]) -> None:
+    transport = client()
     try:
         response = await transport.get(f"{server}/redirect", {}, timeout_s=5)
     finally:
@@ -181,3 +194,33 @@ async def test_many_requests_through_a_small_pool_to_the_simulator(sim, api_key:
     finally:
         await adapter.aclose()
     assert [r.text for r in results] == [str(i + 1) for i in range(200)]
+
+
+@each_client
+async def test_connection_errors_never_repeat_the_url(client: type[Transport]) -> None:
+    # A custom endpoint may carry its key in the query string; error text reaches Parquet.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    transport = client()
+    try:
+        with pytest.raises(ProviderConnectionError) as caught:
+            await transport.get(f"http://127.0.0.1:{port}/v1?key=sk-secret-123", {}, timeout_s=5)
+    finally:
+        await transport.aclose()
+    assert "sk-secret-123" not in str(caught.value)
+
+
+async def test_pyreqwest_client_is_made_lazily_and_reopens_after_close(server: str) -> None:
+    transport = PyreqwestTransport(max_connections=2)
+    assert transport._client is None  # created lazily, inside the running loop
+    try:
+        responses = await asyncio.gather(
+            *(transport.get(f"{server}/echo", {}, 5) for _ in range(10))
+        )
+        assert {r.status for r in responses} == {200}
+        await transport.aclose()
+        assert transport._client is None
+        assert (await transport.get(f"{server}/echo", {}, 5)).status == 200
+    finally:
+        await transport.aclose()
