@@ -42,11 +42,23 @@ def write_suite(work: Path, samples: int, base_url: str) -> Path:
         "prompt": "What is {question}? Answer with the number only.",
         "scorers": [{"type": "numeric"}],
         "shard_size": SHARD_SIZE,
-        "targets": [{"name": "t", "provider": "sim", "model": "m",
-                     "params": {"temperature": 0, "max_tokens": 8}}],
-        "providers": {"sim": {"kind": "openai", "base_url": base_url + "/v1",
-                              "api_key_env": "SCALE_KEY", "max_concurrency": 256,
-                              "pricing": {"input_per_mtok": 0.1, "output_per_mtok": 0.2}}},
+        "targets": [
+            {
+                "name": "t",
+                "provider": "sim",
+                "model": "m",
+                "params": {"temperature": 0, "max_tokens": 8},
+            }
+        ],
+        "providers": {
+            "sim": {
+                "kind": "openai",
+                "base_url": base_url + "/v1",
+                "api_key_env": "SCALE_KEY",
+                "max_concurrency": 256,
+                "pricing": {"input_per_mtok": 0.1, "output_per_mtok": 0.2},
+            }
+        },
     }
     path = work / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
@@ -84,8 +96,9 @@ def one_size(samples: int) -> dict:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         started = time.perf_counter()
-        result = run_suite(suite, RunOptions(store=str(work / "store"), tracking_uri=None,
-                                             max_traced_samples=0))
+        result = run_suite(
+            suite, RunOptions(store=str(work / "store"), tracking_uri=None, max_traced_samples=0)
+        )
         elapsed = time.perf_counter() - started
         stop.set()
         ray.shutdown()
@@ -110,21 +123,32 @@ def main() -> int:
     env = {**__import__("os").environ, "SCALE_KEY": "sk-scale-benchmark"}
     rows = []
     for size in args.sizes:
-        done = subprocess.run([sys.executable, __file__, "--one", str(size)], env=env,
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", str(size)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     mib = 1024 * 1024
-    print(f"{'samples':>10} {'status':>9} {'s':>8} {'samples/s':>10} {'driver MiB':>11} "
-          f"{'worker max MiB':>15} {'workers sum MiB':>16}")
+    print(
+        f"{'samples':>10} {'status':>9} {'s':>8} {'samples/s':>10} {'driver MiB':>11} "
+        f"{'worker max MiB':>15} {'workers sum MiB':>16}"
+    )
     for r in rows:
-        print(f"{r['samples']:>10,} {r['status']:>9} {r['seconds']:>8.1f} "
-              f"{r['samples_per_s']:>10,.0f} {r['driver_peak_rss'] / mib:>11.0f} "
-              f"{r['workers_max_rss'] / mib:>15.0f} {r['workers_sum_rss'] / mib:>16.0f}")
+        print(
+            f"{r['samples']:>10,} {r['status']:>9} {r['seconds']:>8.1f} "
+            f"{r['samples_per_s']:>10,.0f} {r['driver_peak_rss'] / mib:>11.0f} "
+            f"{r['workers_max_rss'] / mib:>15.0f} {r['workers_sum_rss'] / mib:>16.0f}"
+        )
     small, large = rows
     for key in ("driver_peak_rss", "workers_max_rss", "workers_sum_rss"):
         ratio = large[key] / small[key] if small[key] else float("nan")
-        print(f"{key}: x{ratio:.2f} for x{large['samples'] / small['samples']:.0f} the samples "
-              f"(floor: < x1.20)")
+        print(
+            f"{key}: x{ratio:.2f} for x{large['samples'] / small['samples']:.0f} the samples "
+            f"(floor: < x1.20)"
+        )
     return 0
 
 

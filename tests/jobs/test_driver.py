@@ -129,10 +129,15 @@ def test_failed_calls_are_rows_with_error_kind_and_no_score(local_ray, tmp_path,
 
 
 def test_unreachable_mlflow_loses_no_results_and_says_logging_failed(local_ray, tmp_path, sim):
-    path = write_suite(tmp_path, samples=6, providers={"p": openai_provider(sim.url)},
-                       targets=[{"name": "a", "provider": "p", "model": "m"}])
-    opts = RunOptions(store=str(tmp_path / "store"), tracking_uri="http://127.0.0.1:9",
-                      run_id="no-mlflow")
+    path = write_suite(
+        tmp_path,
+        samples=6,
+        providers={"p": openai_provider(sim.url)},
+        targets=[{"name": "a", "provider": "p", "model": "m"}],
+    )
+    opts = RunOptions(
+        store=str(tmp_path / "store"), tracking_uri="http://127.0.0.1:9", run_id="no-mlflow"
+    )
     result = run_suite(prepare_suite(path), opts)
     assert result.status == "finished"
     assert result.mlflow_error and "MLflow logging failed" in result.mlflow_error

@@ -61,8 +61,16 @@ def cluster():
             f"--runtime-env-agent-port={free_port()}",
         ]
 
-    head = [*start, *own_ports(), "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard}", "--num-cpus=1", f"--temp-dir={temp}"]
+    head = [
+        *start,
+        *own_ports(),
+        "--head",
+        f"--port={port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        "--num-cpus=1",
+        f"--temp-dir={temp}",
+    ]
     subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
     try:
         for _ in range(2):
@@ -76,8 +84,11 @@ def cluster():
 def stop_cluster(temp: str, port: int) -> None:
     """Stop this cluster's processes only (`ray stop` would stop every Ray on the machine)."""
     marks = (temp, f"127.0.0.1:{port}")
-    ours = [p for p in psutil.process_iter(["cmdline"])
-            if any(m in " ".join(p.info["cmdline"] or ()) for m in marks)]
+    ours = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(m in " ".join(p.info["cmdline"] or ()) for m in marks)
+    ]
     for proc in ours:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
@@ -153,8 +164,13 @@ def test_submit_follow_runs_the_suite_on_the_cluster(cluster, tmp_path):
 
 def job_status(address: str, env: dict, job_id: str) -> str:
     """The job's status through Ray's CLI (which reads the token from `env`)."""
-    done = subprocess.run([RAY, "job", "status", "--address", address, job_id], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [RAY, "job", "status", "--address", address, job_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     said = done.stdout + done.stderr  # Ray's CLI logs to stderr
     if "was stopped" in said:
         return "STOPPED"
@@ -180,8 +196,13 @@ def test_job_stop_marks_the_run_killed_and_it_resumes(cluster, tmp_path):
             and len(list_shards(store, "stopped")) >= 2
         ):
             if time.monotonic() > deadline:
-                logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id],
-                                      env=env, capture_output=True, text=True, timeout=60)
+                logs = subprocess.run(
+                    [RAY, "job", "logs", "--address", address, job_id],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 raise AssertionError(f"no shard committed in time: {logs.stdout[-3000:]}")
             time.sleep(0.5)
         subprocess.run(
@@ -199,8 +220,13 @@ def test_job_stop_marks_the_run_killed_and_it_resumes(cluster, tmp_path):
         kept = read_results(store, "stopped").num_rows
         assert 0 < kept < 80
         mlflow = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-        logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id], env=env,
-                              capture_output=True, text=True, timeout=60).stdout
+        logs = subprocess.run(
+            [RAY, "job", "logs", "--address", address, job_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         assert manifest.mlflow_run_id, logs[-3000:]
         killed = mlflow.get_run(manifest.mlflow_run_id)
         assert killed.info.status == "KILLED"
