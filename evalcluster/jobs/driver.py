@@ -50,7 +50,11 @@ log = logging.getLogger(__name__)
 MANIFEST_FLUSH_S = 2.0
 CANCEL_CHECK_S = 0.5
 WORKING_DIR_WAIT_S = 10.0  # how long Ray may take to unpack a job's working_dir again
-SHARD_CPUS = 0.5  # shards mostly wait on provider actors; two share a core
+# One CPU per shard task. Shards mostly wait on provider actors, but each keeps a whole shard
+# of requests in flight (enough for a provider's default concurrency on its own), and every
+# extra shard process costs a worker start and its imports: on two cores, 1.0 instead of 0.5
+# gave 20% more samples/s for 26% less CPU (benchmarks/README.md, "Limits").
+SHARD_CPUS = 1.0
 # A run stopped by its budget is resumable, like a cancelled one: MLflow calls both KILLED.
 MLFLOW_STATUS = {"finished": "FINISHED", "killed": "KILLED", "budget_exhausted": "KILLED"}
 
@@ -263,7 +267,9 @@ class _Driver:
         actors = ensure_provider_actors(self.suite.spec, self.providers)
         _return_to(self.cwd)
         self._start_tracking(samples)
-        self._set_status("running")
+        # Not waited for: the run actor's process may still be starting (about two seconds on
+        # a small machine), and shards can begin meanwhile; calls to it wait until it is up.
+        self._set_status("running", wait=False)
         status, message = "failed", None
         try:
             status, message = self._run_shards()
@@ -289,13 +295,15 @@ class _Driver:
             message=message,
         )
 
-    def _set_status(self, status: str, message: str | None = None) -> None:
+    def _set_status(self, status: str, message: str | None = None, *, wait: bool = True) -> None:
         self.manifest = self.manifest.model_copy(
             update={"status": status, "error": message, "updated_at": datetime.now(UTC)}
         )
         write_manifest(self.store, self.manifest)
-        with contextlib.suppress(Exception):
-            ray.get(self.run_actor.set_status.remote(status, message), timeout=10)
+        update = self.run_actor.set_status.remote(status, message)
+        if wait:
+            with contextlib.suppress(Exception):
+                ray.get(update, timeout=10)
 
     # -- shards ----------------------------------------------------------------------------
     def _max_inflight(self) -> int:
