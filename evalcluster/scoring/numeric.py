@@ -48,33 +48,41 @@ def extract_numbers(text: str) -> list[float]:
     """Every number in `text`, in order, as the module docstring defines them."""
     numbers = []
     for match in _NUMBER.finditer(text):
-        value = _to_fraction(match)
+        value = _to_float(match)
         if value is not None:
-            numbers.append(float(value))
+            numbers.append(value)
     return numbers
 
 
 def final_number(text: str) -> float | None:
     """The last number in `text`, or None when it has none."""
-    numbers = extract_numbers(text)
-    return numbers[-1] if numbers else None
+    # Converting only from the end: a scorer reads this once per row of every shard.
+    for match in reversed(list(_NUMBER.finditer(text))):
+        value = _to_float(match)
+        if value is not None:
+            return value
+    return None
+
+
+def _to_float(match: re.Match[str]) -> float | None:
+    # A decimal string parsed by float() is correctly rounded: the value float(Fraction(...))
+    # gives, at a fraction of the cost. A value beyond a float's range reads as infinity
+    # (exact arithmetic on "1e999999999" would take forever). Fractions keep the exact path.
+    if match["num"] is None and (match["int"] is not None or match["frac"] is not None):
+        mantissa = (match["int"] or "0").replace(",", "") + (match["frac"] or "")
+        value = float(mantissa + (match["exp"] or ""))
+        negative = match["sign"] in ("-", "\u2212")
+        return -value if negative and value else value
+    exact = _to_fraction(match)
+    return None if exact is None else float(exact)
 
 
 def _to_fraction(match: re.Match[str]) -> Fraction | None:
-    negative = match["sign"] in ("-", "\u2212")
-    if match["num"] is not None:
-        if int(match["den"]) == 0:
-            return None
-        value = Fraction(int(match["num"]), int(match["den"]))
-    else:
-        if match["int"] is None and match["frac"] is None:
-            return None  # a lone sign or an exponent without a mantissa
-        mantissa = (match["int"] or "0").replace(",", "") + (match["frac"] or "")
-        try:
-            value = Fraction(mantissa + (match["exp"] or ""))
-        except (ValueError, ZeroDivisionError):
-            return None
-    return -value if negative else value
+    """A fraction of two integers (``3/4``), exactly; None for a zero denominator."""
+    if match["num"] is None or int(match["den"]) == 0:
+        return None
+    value = Fraction(int(match["num"]), int(match["den"]))
+    return -value if match["sign"] in ("-", "\u2212") else value
 
 
 class NumericOptions(ScorerOptions):

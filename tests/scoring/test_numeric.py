@@ -86,3 +86,17 @@ def test_numeric_reference_without_number_is_unscorable() -> None:
     scorer = build_one("numeric")
     assert scorer.score("42", "forty-two", {}).value is None
     assert scorer.score("42", None, {}).value is None
+
+
+def test_numbers_beyond_a_float_read_as_infinity_at_once() -> None:
+    # Exact arithmetic on such an exponent would not finish; the scorer must.
+    assert final_number("about 1e999999999 of them") == float("inf")
+    assert final_number("-2.5e400") == float("-inf")
+
+
+def test_float_parsing_matches_exact_fractions() -> None:
+    from fractions import Fraction
+
+    for text in ["0.1", "1,234,567.891", "2.5E-3", ".5", "123456789012345678901234567890", "-0"]:
+        exact = float(Fraction(text.replace(",", "")))
+        assert final_number(text) == exact
