@@ -130,7 +130,8 @@ class ShardEvaluator:
         if stopped:
             outcome.stopped = stopped
             return outcome
-        rows = [self._row(c, results[c.hash], judged, cached) for c in calls]
+        finished_at = datetime.now(UTC)  # the shard's rows are committed together
+        rows = [self._row(c, results[c.hash], judged, cached, finished_at) for c in calls]
         commit_shard(store, run_id, self.target.name, self.index, rows, self.scorer_names)
         outcome.committed = True
         outcome.rows = len(rows)
@@ -230,7 +231,12 @@ class ShardEvaluator:
         return judged, stopped
 
     def _row(
-        self, call: _Call, result: CallResult, judged: dict[str, CallResult], cached: dict[str, Any]
+        self,
+        call: _Call,
+        result: CallResult,
+        judged: dict[str, CallResult],
+        cached: dict[str, Any],
+        finished_at: datetime,
     ) -> dict[str, Any]:
         sample = call.sample
         row: dict[str, Any] = {
@@ -257,8 +263,12 @@ class ShardEvaluator:
             "error_kind": result.error_kind,
             "error": result.error,
             "request_hash": call.hash,
-            "finished_at": datetime.now(UTC),
-            "metadata": json.dumps(sample.metadata, default=str, ensure_ascii=False),
+            "finished_at": finished_at,
+            "metadata": (
+                json.dumps(sample.metadata, default=str, ensure_ascii=False)
+                if sample.metadata
+                else "{}"
+            ),
             "judge": None,
             "judge_input_tokens": 0,
             "judge_output_tokens": 0,
