@@ -250,6 +250,7 @@ class _Driver:
         self._last_flush = 0.0
         self._last_cancel_check = 0.0
         self._cancelled_remotely = False
+        self._cancel_probe: ray.ObjectRef | None = None
         self._last_progress = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -432,19 +433,24 @@ class _Driver:
             self._last_flush = now
 
     def _cancel_requested(self) -> bool:
+        """A local signal, or a cancel through the run actor (asked without blocking: the
+        first ask would otherwise hold dispatch until the run actor's process is up)."""
         if self.cancel.requested or self._cancelled_remotely:
             return True
+        if self._cancel_probe is not None:
+            ready, _ = ray.wait([self._cancel_probe], timeout=0)
+            if not ready:
+                return False
+            with contextlib.suppress(Exception):  # a lost run actor must not stop the run
+                self._cancelled_remotely = bool(ray.get(ready[0]))
+            self._cancel_probe = None
+            if self._cancelled_remotely:
+                return True
         now = time.monotonic()
-        if now - self._last_cancel_check < CANCEL_CHECK_S:
-            return False
-        self._last_cancel_check = now
-        try:
-            self._cancelled_remotely = bool(
-                ray.get(self.run_actor.is_cancelled.remote(), timeout=5)
-            )
-        except Exception:  # noqa: BLE001 - a lost run actor must not stop the run
-            return False
-        return self._cancelled_remotely
+        if now - self._last_cancel_check >= CANCEL_CHECK_S:
+            self._last_cancel_check = now
+            self._cancel_probe = self.run_actor.is_cancelled.remote()
+        return False
 
     def _progress(self) -> None:
         if self.on_progress is None:
