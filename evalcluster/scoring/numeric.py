@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from fractions import Fraction
 from typing import Any
 
 from pydantic import Field
@@ -65,24 +64,22 @@ def final_number(text: str) -> float | None:
 
 
 def _to_float(match: re.Match[str]) -> float | None:
-    # A decimal string parsed by float() is correctly rounded: the value float(Fraction(...))
-    # gives, at a fraction of the cost. A value beyond a float's range reads as infinity
-    # (exact arithmetic on "1e999999999" would take forever). Fractions keep the exact path.
-    if match["num"] is None and (match["int"] is not None or match["frac"] is not None):
+    if match["num"] is not None:
+        denominator = int(match["den"])
+        if denominator == 0:
+            return None
+        # Exact: int / int is correctly rounded, the value float(Fraction(num, den)) gives.
+        value = int(match["num"]) / denominator
+    elif match["int"] is None and match["frac"] is None:
+        return None  # a lone sign or an exponent without a mantissa
+    else:
+        # float() of a decimal string is correctly rounded too, at a fraction of Fraction's
+        # cost; beyond a float's range it reads as infinity (exact arithmetic on
+        # "1e999999999" would take forever).
         mantissa = (match["int"] or "0").replace(",", "") + (match["frac"] or "")
         value = float(mantissa + (match["exp"] or ""))
-        negative = match["sign"] in ("-", "\u2212")
-        return -value if negative and value else value
-    exact = _to_fraction(match)
-    return None if exact is None else float(exact)
-
-
-def _to_fraction(match: re.Match[str]) -> Fraction | None:
-    """A fraction of two integers (``3/4``), exactly; None for a zero denominator."""
-    if match["num"] is None or int(match["den"]) == 0:
-        return None
-    value = Fraction(int(match["num"]), int(match["den"]))
-    return -value if match["sign"] in ("-", "\u2212") else value
+    negative = match["sign"] in ("-", "\u2212")
+    return -value if negative and value else value
 
 
 class NumericOptions(ScorerOptions):
