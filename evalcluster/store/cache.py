@@ -102,16 +102,16 @@ class ResponseCache:
             return {}
         table = pq.read_table(io.BytesIO(self.store.get(key)), schema=_SCHEMA)
         columns = table.to_pydict()
-        entries = (CacheEntry(*values) for values in zip(*columns.values(), strict=True))
+        rows = zip(*(columns[name] for name in _FIELDS), strict=True)  # by name, not position
+        entries = (CacheEntry(*values) for values in rows)
         return {entry.request_hash: entry for entry in entries}
 
     def save(self, key: str, entries: dict[str, CacheEntry]) -> None:
         # Column by column: building rows as dicts (dataclasses.asdict) took a third of a shard
         # task's time.
         values = list(entries.values())
-        columns = {"request_hash": list(entries)}
-        for name in _FIELDS[1:]:
-            columns[name] = [getattr(e, name) for e in values]
+        columns = {name: [getattr(e, name) for e in values] for name in _FIELDS}
+        columns["request_hash"] = list(entries)  # the key it is filed under
         table = pa.table(columns, schema=_SCHEMA)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
