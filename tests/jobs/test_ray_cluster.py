@@ -137,17 +137,20 @@ def make_suite(work: Path, sim_url: str, samples: int, concurrency: int) -> None
     path.rename(work / "suite.yaml")
 
 
+def ray_job(
+    env: dict, *args: str, check: bool = False, timeout: int = 60
+) -> subprocess.CompletedProcess:
+    """`ray job <args>` through Ray's own CLI, which reads the token from `env`."""
+    return subprocess.run(
+        [RAY, "job", *args], env=env, check=check, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_a_client_without_the_token_is_refused(cluster):
     address, env = cluster
     bare = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN",)}
     bare["HOME"] = tempfile.mkdtemp()  # no ~/.ray/auth_token either
-    listed = subprocess.run(
-        [RAY, "job", "list", "--address", address],
-        env=bare,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listed = ray_job(bare, "list", "--address", address)
     assert listed.returncode != 0
 
 
@@ -163,14 +166,8 @@ def test_submit_follow_runs_the_suite_on_the_cluster(cluster, tmp_path):
 
 
 def job_status(address: str, env: dict, job_id: str) -> str:
-    """The job's status through Ray's CLI (which reads the token from `env`)."""
-    done = subprocess.run(
-        [RAY, "job", "status", "--address", address, job_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """The job's status through Ray's CLI."""
+    done = ray_job(env, "status", "--address", address, job_id)
     said = done.stdout + done.stderr  # Ray's CLI logs to stderr
     if "was stopped" in said:
         return "STOPPED"
@@ -196,22 +193,10 @@ def test_job_stop_marks_the_run_killed_and_it_resumes(cluster, tmp_path):
             and len(list_shards(store, "stopped")) >= 2
         ):
             if time.monotonic() > deadline:
-                logs = subprocess.run(
-                    [RAY, "job", "logs", "--address", address, job_id],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
+                logs = ray_job(env, "logs", "--address", address, job_id)
                 raise AssertionError(f"no shard committed in time: {logs.stdout[-3000:]}")
             time.sleep(0.5)
-        subprocess.run(
-            [RAY, "job", "stop", "--address", address, job_id],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        ray_job(env, "stop", "--address", address, job_id, check=True, timeout=120)
         while job_status(address, env, job_id) not in ("STOPPED", "FAILED"):
             assert time.monotonic() < deadline + 120
             time.sleep(0.5)
@@ -220,13 +205,7 @@ def test_job_stop_marks_the_run_killed_and_it_resumes(cluster, tmp_path):
         kept = read_results(store, "stopped").num_rows
         assert 0 < kept < 80
         mlflow = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-        logs = subprocess.run(
-            [RAY, "job", "logs", "--address", address, job_id],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
+        logs = ray_job(env, "logs", "--address", address, job_id).stdout
         assert manifest.mlflow_run_id, logs[-3000:]
         killed = mlflow.get_run(manifest.mlflow_run_id)
         assert killed.info.status == "KILLED"
