@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import ray
 import yaml
 
@@ -233,8 +234,11 @@ def overhead(sim: SimulatorProcess, samples: int, rounds: int) -> list[Floor]:
             options = RunOptions(
                 store=store, tracking_uri=None, run_id=f"measured-{i}", no_cache=True
             )
+            before = cpu_seconds_by_role()
             result = run_suite(suite, options)
             assert result.status == "finished", result.message
+            if i == 0:
+                print_cpu_per_sample(before, cpu_seconds_by_role(), samples)
             pipeline.append(samples / result.wall_s)
             steady.append(steady_rate(store, options.run_id))
             bare.append(samples / asyncio.run(bare_client(sim.url, samples)))
@@ -255,6 +259,41 @@ def overhead(sim: SimulatorProcess, samples: int, rounds: int) -> list[Floor]:
         # Not the floor: leaves out the run's start (worker and run-actor processes) and tail.
         Floor("  same, between first and last commit", steady_ratio, "-", True),
     ]
+
+
+def cpu_seconds_by_role() -> dict[str, float]:
+    """CPU seconds used so far by each kind of process on this machine (all threads)."""
+    me = os.getpid()
+    totals: Counter[str] = Counter()
+    for process in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            command = " ".join(process.info["cmdline"] or [process.info["name"] or ""])
+            times = process.cpu_times()
+        except (psutil.Error, OSError):
+            continue
+        if process.info["pid"] == me:
+            role = "driver (this process)"
+        elif "evalcluster.simulator" in command:
+            role = "simulator"
+        elif command.startswith("ray::ProviderActor"):
+            role = "provider actor"
+        elif command.startswith("ray::RunActor"):
+            role = "run actor"
+        elif command.startswith(("ray::IDLE", "ray::evaluate_shard")):
+            role = "shard workers"
+        else:
+            role = "everything else (Ray's own processes, the rest of the machine)"
+        totals[role] += times.user + times.system
+    return dict(totals)
+
+
+def print_cpu_per_sample(before: dict[str, float], after: dict[str, float], samples: int) -> None:
+    """Milliseconds of CPU per sample by role over one run (processes that ended in between
+    are missed; a run's new processes count from their start)."""
+    spent = {role: after[role] - before.get(role, 0.0) for role in after}
+    print(f"overhead: CPU per sample over the first measured run ({sum(spent.values()):.1f} s):")
+    for role, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        print(f"  {seconds / samples * 1000:6.3f} ms  {role}")
 
 
 def steady_rate(store_path: str, run_id: str | None) -> float:
