@@ -55,8 +55,12 @@ def test_parallel_shards_of_a_long_run_stay_under_the_simulators_rate_limit(loca
         stats = sim.stats()
     assert result.status == "finished"
     assert stats["by_outcome"]["ok"] == samples
-    # rpm equal on both sides: the actor's bucket never lets the window limit trip.
-    assert stats["by_outcome"]["rate_limited"] <= samples // 100
+    # rpm equal on both sides. The bucket grants at the simulator's rate, but the simulator
+    # counts in fixed one-second windows, so a grant delayed on its way (a loaded machine) can
+    # land one window late and trip it; the "remaining: 0" header then pauses the actor, so
+    # only requests already in flight can be refused. CI has seen 5 of 240; twice the rate
+    # (tried with the next test's 120 requests) saw 50.
+    assert stats["by_outcome"]["rate_limited"] <= samples // 20
     # One second's burst, then the configured rate: (240 - 20) / 20 per second = 11 s at least.
     assert elapsed >= (samples - rpm / 60) / (rpm / 60)
     rows = read_results(open_store(str(tmp_path / "store")), "rate").to_pylist()
@@ -84,7 +88,9 @@ def test_shards_in_two_worker_processes_share_one_limit(local_ray, sim, make_act
     assert pid_a != pid_b and pid_a != os.getpid()
     assert ok_a == ok_b == per_task
     stats = outcomes(sim)
-    assert stats["ok"] == 2 * per_task and stats["rate_limited"] == 0
+    # One limit for both processes: at most the few boundary refusals a loaded machine causes
+    # (see the test above). An actor at twice the rate, as two limits would be, saw 50.
+    assert stats["ok"] == 2 * per_task and stats["rate_limited"] <= 2 * per_task // 20
     assert elapsed >= (2 * per_task - rpm / 60) / (rpm / 60)
 
 
