@@ -275,10 +275,10 @@ def cpu_seconds_by_role() -> dict[str, float]:
             role = "driver (this process)"
         elif "evalcluster.simulator" in command:
             role = "simulator"
-        elif command.startswith("ray::ProviderActor"):
+        elif "ProviderActor" in command:
             role = "provider actor"
-        elif command.startswith("ray::RunActor"):
-            role = "run actor"
+        elif "RunRegistry" in command:
+            role = "run registry"
         elif command.startswith(("ray::IDLE", "ray::evaluate_shard")):
             role = "shard workers"
         else:

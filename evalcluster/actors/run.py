@@ -1,9 +1,14 @@
-"""The run actor: live progress, the budget ledger and the cancel flag of one evaluation run.
+"""Live runs: the progress, budget ledger and cancel flag of every run going on in the cluster.
 
 Shards report to it as they finish work; the CLI's progress bar, the HTTP service and its
 WebSocket read it. The budget is reserved before requests are sent (projected cost) and
 settled on the cost the providers reported, so a run stops dispatching once its budget is
 spoken for and overspend is bounded by the requests already in flight.
+
+One detached actor (`RunRegistry`, named ``runs``) holds every live run, not an actor per run:
+a new actor is a new Python process (about a second of CPU, plus the idle worker Ray starts to
+replace it), and a run paid that at its start, when its shards needed the CPU. A run is
+`open_run`'d by its driver, reached through a `RunHandle`, and closed when the driver ends it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import ray
 
 from evalcluster.actors import metrics
+from evalcluster.errors import EvalclusterError
 
 NAMESPACE = "evalcluster"
 
@@ -82,79 +88,71 @@ class RunState:
     targets: dict[str, TargetProgress] = field(default_factory=dict)
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class RunActor:
+class UnknownRunError(EvalclusterError):
+    """The run is not live: never opened, already closed, or lost with a restarted registry."""
+
+
+class LiveRun:
+    """One run's live state. Plain Python: the registry actor holds one per open run."""
+
     def __init__(self, run_id: str, suite: str, totals: dict[str, int], budget_usd: float | None):
-        self._state = RunState(run_id, suite)
-        self._state.targets = {name: TargetProgress(total=n) for name, n in totals.items()}
-        self._budget = BudgetLedger(budget_usd)
-        self._cancelled = False
-        self._version = 0
-        self._changed = asyncio.Event()
+        self.state = RunState(run_id, suite)
+        self.state.targets = {name: TargetProgress(total=n) for name, n in totals.items()}
+        self.budget = BudgetLedger(budget_usd)
+        self.cancelled = False
+        self.version = 0
+        self.changed = asyncio.Event()
 
-    def _bump(self) -> None:
-        self._version += 1
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def bump(self) -> None:
+        self.version += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
 
-    async def report(self, target: str, delta: ProgressDelta) -> None:
-        progress = self._state.targets.setdefault(target, TargetProgress())
+    def report(self, target: str, delta: ProgressDelta) -> None:
+        progress = self.state.targets.setdefault(target, TargetProgress())
         for name, value in asdict(delta).items():
             setattr(progress, name, getattr(progress, name) + value)
         ok = delta.done - delta.errors - delta.cached
         counter = metrics.samples_total()
         for status, count in (("ok", ok), ("error", delta.errors), ("cached", delta.cached)):
             if count > 0:
-                counter.inc(count, tags={"run_id": self._state.run_id, "status": status})
-        self._bump()
+                counter.inc(count, tags={"run_id": self.state.run_id, "status": status})
+        self.bump()
 
-    async def reserve(self, amount_usd: float) -> bool:
-        granted = not self._cancelled and self._budget.reserve(amount_usd)
-        self._publish_budget()
+    def reserve(self, amount_usd: float) -> bool:
+        granted = not self.cancelled and self.budget.reserve(amount_usd)
+        self.publish_budget()
         return granted
 
-    async def settle(self, reserved_usd: float, actual_usd: float) -> None:
-        self._budget.settle(reserved_usd, actual_usd)
-        self._publish_budget()
+    def settle(self, reserved_usd: float, actual_usd: float) -> None:
+        self.budget.settle(reserved_usd, actual_usd)
+        self.publish_budget()
 
-    async def chunk_done(
-        self, target: str, reserved_usd: float, actual_usd: float, delta: ProgressDelta | None
-    ) -> None:
-        """`settle` and `report` in one call: a Ray actor call costs about a millisecond of
-        CPU on each side, and a shard makes one of these per chunk of requests."""
-        if reserved_usd or actual_usd:
-            await self.settle(reserved_usd, actual_usd)
-        if delta is not None:
-            await self.report(target, delta)
-
-    def _publish_budget(self) -> None:
-        ratio = self._budget.used_ratio
+    def publish_budget(self) -> None:
+        ratio = self.budget.used_ratio
         if ratio is not None:
-            metrics.run_budget_used_ratio().set(ratio, tags={"run_id": self._state.run_id})
+            metrics.run_budget_used_ratio().set(ratio, tags={"run_id": self.state.run_id})
 
-    async def set_status(self, status: str, message: str | None = None) -> None:
-        self._state.status = status
-        self._state.message = message
+    def set_status(self, status: str, message: str | None) -> None:
+        self.state.status = status
+        self.state.message = message
         if status not in ("running", "pending"):
-            self._state.finished_at = time.time()
-        self._bump()
+            self.state.finished_at = time.time()
+        self.bump()
 
-    async def cancel(self) -> None:
-        self._cancelled = True
-        self._bump()
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.bump()
 
-    async def is_cancelled(self) -> bool:
-        return self._cancelled
-
-    async def snapshot(self) -> dict[str, Any]:
-        state = self._state
+    def snapshot(self) -> dict[str, Any]:
+        state = self.state
         targets = {name: asdict(p) for name, p in state.targets.items()}
         return {
             "run_id": state.run_id,
             "suite": state.suite,
             "status": state.status,
             "message": state.message,
-            "cancel_requested": self._cancelled,
+            "cancel_requested": self.cancelled,
             "started_at": state.started_at,
             "finished_at": state.finished_at,
             "done": sum(p.done for p in state.targets.values()),
@@ -162,30 +160,156 @@ class RunActor:
             "errors": sum(p.errors for p in state.targets.values()),
             "cost_usd": round(sum(p.cost_usd for p in state.targets.values()), 10),
             "budget": {
-                "limit_usd": self._budget.limit_usd,
-                "spent_usd": self._budget.spent_usd,
-                "reserved_usd": self._budget.reserved_usd,
-                "exhausted": self._budget.exhausted,
+                "limit_usd": self.budget.limit_usd,
+                "spent_usd": self.budget.spent_usd,
+                "reserved_usd": self.budget.reserved_usd,
+                "exhausted": self.budget.exhausted,
             },
             "targets": targets,
-            "version": self._version,
+            "version": self.version,
         }
 
-    async def wait_for_change(self, since_version: int, timeout_s: float) -> dict[str, Any]:
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class RunRegistry:
+    """Every live run of the cluster, by run id. Calls about a run that is not open raise
+    `UnknownRunError`."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, LiveRun] = {}
+
+    def _run(self, run_id: str) -> LiveRun:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise UnknownRunError(f"run {run_id!r} is not live") from None
+
+    async def open(
+        self, run_id: str, suite: str, totals: dict[str, int], budget_usd: float | None
+    ) -> None:
+        """Start `run_id`'s live state afresh (a resumed run's driver opens it again)."""
+        old = self._runs.get(run_id)
+        self._runs[run_id] = LiveRun(run_id, suite, totals, budget_usd)
+        if old is not None:
+            old.bump()
+
+    async def close(self, run_id: str) -> None:
+        """Forget `run_id`; anyone waiting for a change gets its last snapshot."""
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            run.bump()
+
+    async def is_open(self, run_id: str) -> bool:
+        return run_id in self._runs
+
+    async def report(self, run_id: str, target: str, delta: ProgressDelta) -> None:
+        self._run(run_id).report(target, delta)
+
+    async def reserve(self, run_id: str, amount_usd: float) -> bool:
+        return self._run(run_id).reserve(amount_usd)
+
+    async def settle(self, run_id: str, reserved_usd: float, actual_usd: float) -> None:
+        self._run(run_id).settle(reserved_usd, actual_usd)
+
+    async def chunk_done(
+        self,
+        run_id: str,
+        target: str,
+        reserved_usd: float,
+        actual_usd: float,
+        delta: ProgressDelta | None,
+    ) -> None:
+        """`settle` and `report` in one call: a Ray actor call costs about a millisecond of
+        CPU on each side, and a shard makes one of these per chunk of requests."""
+        run = self._run(run_id)
+        if reserved_usd or actual_usd:
+            run.settle(reserved_usd, actual_usd)
+        if delta is not None:
+            run.report(target, delta)
+
+    async def set_status(self, run_id: str, status: str, message: str | None = None) -> None:
+        self._run(run_id).set_status(status, message)
+
+    async def cancel(self, run_id: str) -> None:
+        self._run(run_id).cancel()
+
+    async def is_cancelled(self, run_id: str) -> bool:
+        return self._run(run_id).cancelled
+
+    async def snapshot(self, run_id: str) -> dict[str, Any]:
+        return self._run(run_id).snapshot()
+
+    async def wait_for_change(
+        self, run_id: str, since_version: int, timeout_s: float
+    ) -> dict[str, Any]:
         """The next snapshot after `since_version`, or the current one after `timeout_s`."""
-        if self._version <= since_version:
-            waiter = self._changed
+        run = self._run(run_id)
+        if run.version <= since_version:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), timeout_s)
-        return await self.snapshot()
+                await asyncio.wait_for(run.changed.wait(), timeout_s)
+        return run.snapshot()
 
 
-def run_actor_name(run_id: str) -> str:
-    return f"run:{run_id}"
+REGISTRY_NAME = "runs"
 
 
-def get_run_actor(run_id: str) -> ray.actor.ActorHandle | None:
+@dataclass(frozen=True)
+class RunHandle:
+    """One live run in the registry. Each method sends one call and returns its ObjectRef
+    (``ray.get`` it, await it, or drop it for fire-and-forget)."""
+
+    registry: Any  # the RunRegistry actor handle
+    run_id: str
+
+    def report(self, target: str, delta: ProgressDelta) -> ray.ObjectRef:
+        return self.registry.report.remote(self.run_id, target, delta)
+
+    def reserve(self, amount_usd: float) -> ray.ObjectRef:
+        return self.registry.reserve.remote(self.run_id, amount_usd)
+
+    def chunk_done(
+        self, target: str, reserved_usd: float, actual_usd: float, delta: ProgressDelta | None
+    ) -> ray.ObjectRef:
+        return self.registry.chunk_done.remote(self.run_id, target, reserved_usd, actual_usd, delta)
+
+    def set_status(self, status: str, message: str | None = None) -> ray.ObjectRef:
+        return self.registry.set_status.remote(self.run_id, status, message)
+
+    def cancel(self) -> ray.ObjectRef:
+        return self.registry.cancel.remote(self.run_id)
+
+    def is_cancelled(self) -> ray.ObjectRef:
+        return self.registry.is_cancelled.remote(self.run_id)
+
+    def snapshot(self) -> ray.ObjectRef:
+        return self.registry.snapshot.remote(self.run_id)
+
+    def wait_for_change(self, since_version: int, timeout_s: float) -> ray.ObjectRef:
+        return self.registry.wait_for_change.remote(self.run_id, since_version, timeout_s)
+
+    def close(self) -> ray.ObjectRef:
+        return self.registry.close.remote(self.run_id)
+
+
+def open_run(
+    run_id: str, suite: str, totals: dict[str, int], budget_usd: float | None
+) -> tuple[RunHandle, ray.ObjectRef]:
+    """Open `run_id` in the cluster's registry (created on first use). Returns its handle and
+    the pending `open` call: wait for that before anyone else uses the run."""
+    registry = RunRegistry.options(
+        name=REGISTRY_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached"
+    ).remote()
+    opened = registry.open.remote(run_id, suite, totals, budget_usd)
+    return RunHandle(registry, run_id), opened
+
+
+def get_live_run(run_id: str) -> RunHandle | None:
+    """`run_id`'s handle while it is live, else None (blocking: call it in a thread from async
+    code)."""
     try:
-        return ray.get_actor(run_actor_name(run_id), namespace=NAMESPACE)
-    except ValueError:
+        registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
+        if not ray.get(registry.is_open.remote(run_id), timeout=10):
+            return None
+    except (ValueError, ray.exceptions.RayError):
         return None
+    return RunHandle(registry, run_id)

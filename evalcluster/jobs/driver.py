@@ -27,7 +27,7 @@ from typing import Any
 import ray
 
 from evalcluster.actors.provider import ensure_provider_actors, retire_provider_actors
-from evalcluster.actors.run import NAMESPACE, RunActor, run_actor_name
+from evalcluster.actors.run import NAMESPACE, open_run
 from evalcluster.errors import EvalclusterError, SpecError, TrackingError
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.samples import count_samples, iter_sample_batches
@@ -151,7 +151,7 @@ class _Cancel:
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._handle)
-        except ValueError:  # not the main thread: the caller cancels through the run actor
+        except ValueError:  # not the main thread: the caller cancels through the live-run registry
             previous = {}
         try:
             yield
@@ -258,18 +258,11 @@ class _Driver:
         samples = count_samples(self.suite, max_samples=self.options.max_samples)
         epochs = self.suite.spec.epochs
         totals = {t: samples * epochs for t in self.targets}
-        run_actor = RunActor.options(
-            name=run_actor_name(self.run_id),
-            namespace=NAMESPACE,
-            get_if_exists=True,
-            lifetime="detached",
-        ).remote(self.run_id, self.suite.spec.name, totals, self.budget)
-        self.run_actor = run_actor
+        self.live, opened = open_run(self.run_id, self.suite.spec.name, totals, self.budget)
         actors = ensure_provider_actors(self.suite.spec, self.providers)
+        ray.get(opened)  # before any shard reports to it
         _return_to(self.cwd)
         self._start_tracking(samples)
-        # Not waited for: the run actor's process may still be starting (about two seconds on
-        # a small machine), and shards can begin meanwhile; calls to it wait until it is up.
         self._set_status("running", wait=False)
         status, message = "failed", None
         try:
@@ -285,7 +278,7 @@ class _Driver:
             summary = self._finish(status, message)
             retire_provider_actors(actors, self.providers)
             with contextlib.suppress(Exception):
-                ray.kill(run_actor)
+                self.live.close()
         return RunResult(
             self.run_id,
             status,
@@ -301,7 +294,7 @@ class _Driver:
             update={"status": status, "error": message, "updated_at": datetime.now(UTC)}
         )
         write_manifest(self.store, self.manifest)
-        update = self.run_actor.set_status.remote(status, message)
+        update = self.live.set_status(status, message)
         if wait:
             with contextlib.suppress(Exception):
                 ray.get(update, timeout=10)
@@ -319,6 +312,7 @@ class _Driver:
             self.suite,
             self.store,
             self.providers,
+            live=self.live,
             use_cache=not self.options.no_cache,
             priority=self.options.priority,
             budgeted=self.budget is not None,
@@ -392,7 +386,7 @@ class _Driver:
         gives the driver only a few seconds before it kills it, so nothing here waits long.
         """
         with contextlib.suppress(Exception):
-            self.run_actor.cancel.remote()
+            self.live.cancel()
         for ref in list(in_flight):
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
@@ -420,7 +414,7 @@ class _Driver:
     def _report_recorded(self, target: str, rows: int) -> None:
         from evalcluster.actors.run import ProgressDelta
 
-        self.run_actor.report.remote(target, ProgressDelta(done=rows))
+        self.live.report(target, ProgressDelta(done=rows))
 
     def _missing_shards(self, total: int) -> int:
         return sum(total - len(self.manifest.shards.get(t, {})) for t in self.targets)
@@ -433,15 +427,15 @@ class _Driver:
             self._last_flush = now
 
     def _cancel_requested(self) -> bool:
-        """A local signal, or a cancel through the run actor (asked without blocking: the
-        first ask would otherwise hold dispatch until the run actor's process is up)."""
+        """A local signal, or a cancel through the live-run registry (asked without blocking:
+        a dispatch loop must not wait on it)."""
         if self.cancel.requested or self._cancelled_remotely:
             return True
         if self._cancel_probe is not None:
             ready, _ = ray.wait([self._cancel_probe], timeout=0)
             if not ready:
                 return False
-            with contextlib.suppress(Exception):  # a lost run actor must not stop the run
+            with contextlib.suppress(Exception):  # a lost registry must not stop the run
                 self._cancelled_remotely = bool(ray.get(ready[0]))
             self._cancel_probe = None
             if self._cancelled_remotely:
@@ -449,7 +443,7 @@ class _Driver:
         now = time.monotonic()
         if now - self._last_cancel_check >= CANCEL_CHECK_S:
             self._last_cancel_check = now
-            self._cancel_probe = self.run_actor.is_cancelled.remote()
+            self._cancel_probe = self.live.is_cancelled()
         return False
 
     def _progress(self) -> None:
@@ -460,7 +454,7 @@ class _Driver:
             return
         self._last_progress = now
         with contextlib.suppress(Exception):
-            self.on_progress(ray.get(self.run_actor.snapshot.remote(), timeout=5))
+            self.on_progress(ray.get(self.live.snapshot(), timeout=5))
 
     # -- results ---------------------------------------------------------------------------
     def _start_tracking(self, samples: int) -> None:

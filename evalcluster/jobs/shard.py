@@ -21,7 +21,7 @@ import ray
 
 from evalcluster.actors.calls import CallResult
 from evalcluster.actors.provider import provider_actor_name
-from evalcluster.actors.run import NAMESPACE, ProgressDelta, get_run_actor
+from evalcluster.actors.run import NAMESPACE, ProgressDelta, RunHandle
 from evalcluster.jobs.budget import projected_cost
 from evalcluster.jobs.samples import Sample, build_request, is_sampling, request_hash
 from evalcluster.providers.base import CompletionRequest
@@ -45,10 +45,11 @@ class ShardContext:
     suite: LoadedSuite
     store: Store
     providers: dict[str, ProviderConfig]  # resolved: simulated providers have their base_url
+    live: RunHandle | None = None  # where progress, budget and cancel go; None: nowhere
     use_cache: bool = True
     priority: float = 1.0
     # Without a budget a shard neither reserves nor prices its chunks: that saves a blocking
-    # run-actor call per chunk. A cancel still stops it (the driver cancels its task).
+    # registry call per chunk. A cancel still stops it (the driver cancels its task).
     budgeted: bool = True
 
     def target(self, name: str) -> TargetSpec:
@@ -91,7 +92,7 @@ class ShardEvaluator:
         self.target = ctx.target(target_name)
         self.index = index
         self.provider = ctx.providers[self.target.provider]
-        self.run_actor = get_run_actor(ctx.run_id)
+        self.live = ctx.live
         self.cache = ResponseCache(ctx.store)
         self.scorers = build_scorers(ctx.suite.spec.scorers)
         self.scorer_names = [s.name for s in self.scorers]
@@ -324,8 +325,8 @@ class ShardEvaluator:
         return score, {"verdict": verdict.text, "explanation": score.explanation}
 
     def _chunk_done(self, reserved: float, outcomes: Sequence[CallResult], *, report: bool) -> None:
-        """Settle the chunk's reservation and report its progress, in one run-actor call."""
-        if self.run_actor is None:
+        """Settle the chunk's reservation and report its progress, in one registry call."""
+        if self.live is None:
             return
         spent = sum(o.cost_usd for o in outcomes)
         delta = None
@@ -338,16 +339,16 @@ class ShardEvaluator:
                 cost_usd=spent,
             )
         if delta is not None or reserved or spent:
-            self.run_actor.chunk_done.remote(self.target.name, reserved, spent, delta)
+            self.live.chunk_done(self.target.name, reserved, spent, delta)
 
     def _report(self, delta: ProgressDelta) -> None:
-        if self.run_actor is not None:
-            self.run_actor.report.remote(self.target.name, delta)
+        if self.live is not None:
+            self.live.report(self.target.name, delta)
 
     def _reserve(self, amount: float) -> bool:
-        if self.run_actor is None:
+        if self.live is None:
             return True
-        return bool(ray.get(self.run_actor.reserve.remote(amount)))
+        return bool(ray.get(self.live.reserve(amount)))
 
     def _cancelled(self) -> bool:
-        return self.run_actor is not None and bool(ray.get(self.run_actor.is_cancelled.remote()))
+        return self.live is not None and bool(ray.get(self.live.is_cancelled()))

@@ -24,7 +24,7 @@ from typing import Any
 
 import ray
 
-from evalcluster.actors.run import NAMESPACE, get_run_actor
+from evalcluster.actors.run import NAMESPACE, get_live_run
 from evalcluster.jobs.options import RunOptions
 from evalcluster.spec.loader import LoadedSuite
 
@@ -80,7 +80,7 @@ class RunDriver:
         }
 
     def cancel(self) -> bool:
-        """Ask the run to stop; forwarded to its run actor as soon as that exists."""
+        """Ask the run to stop; forwarded to the live run as soon as it is open."""
         if self.phase == "ended":
             return False
         self.cancel_requested = True
@@ -114,12 +114,12 @@ class RunDriver:
 
     def _forward_cancel(self) -> None:
         while self.phase != "ended":
-            actor = get_run_actor(self.run_id)
-            if actor is not None:
+            live = get_live_run(self.run_id)
+            if live is not None:
                 try:
-                    ray.get(actor.cancel.remote(), timeout=10)
+                    ray.get(live.cancel(), timeout=10)
                     return
-                except Exception:  # noqa: BLE001 - the actor may be between restarts
+                except Exception:  # noqa: BLE001 - the run may have ended meanwhile
                     pass
             time.sleep(CANCEL_FORWARD_POLL_S)
 

@@ -26,7 +26,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from evalcluster.actors.run import get_run_actor
+from evalcluster.actors.run import RunHandle, get_live_run
 from evalcluster.serve.auth import AuthResult, check_credentials
 from evalcluster.serve.context import ServiceContext
 from evalcluster.serve.errors import error_body
@@ -36,9 +36,9 @@ from evalcluster.serve.schemas import RunStatus
 log = logging.getLogger("evalcluster.serve")
 
 router = APIRouter()
-WAIT_FOR_CHANGE_S = 10.0  # the run actor's long poll; bounds how late a dead actor is noticed
+WAIT_FOR_CHANGE_S = 10.0  # the registry's long poll; bounds how late a lost registry is noticed
 MIN_INTERVAL_S = 0.1  # at most ~10 progress messages a second, however fast shards report
-NOT_LIVE_POLL_S = 0.3  # while the driver starts, before the run actor exists
+NOT_LIVE_POLL_S = 0.3  # while the driver starts, before the run is open
 _DENIALS = {
     AuthResult.MISSING: (401, 4401, "missing API key"),
     AuthResult.WRONG: (403, 4403, "invalid API key"),
@@ -79,8 +79,8 @@ async def _stream(websocket: WebSocket, ctx: ServiceContext, run_id: str, state:
     status, version = state.status, -1
     last_progress: dict[str, Any] | None = None
     while not _ended(state):
-        actor = await asyncio.to_thread(get_run_actor, run_id)
-        snapshot = await _next_snapshot(actor, version) if actor is not None else None
+        live = await asyncio.to_thread(get_live_run, run_id)
+        snapshot = await _next_snapshot(live, version) if live is not None else None
         if snapshot is None:  # not started yet, or just ended: ask every source
             state = compose_status(await gather_sources(ctx, run_id))
             if state.status != status:
@@ -110,13 +110,13 @@ def _ended(state: RunStatus) -> bool:
     return is_terminal(state.status) or not state.live
 
 
-async def _next_snapshot(actor: Any, version: int) -> dict[str, Any] | None:
+async def _next_snapshot(live: RunHandle, version: int) -> dict[str, Any] | None:
     try:
         return await asyncio.wait_for(
-            _await(actor.wait_for_change.remote(version, WAIT_FOR_CHANGE_S)),
+            _await(live.wait_for_change(version, WAIT_FOR_CHANGE_S)),
             WAIT_FOR_CHANGE_S + 10,
         )
-    except Exception:  # noqa: BLE001 - killed at the run's end, or unreachable
+    except Exception:  # noqa: BLE001 - closed at the run's end, or unreachable
         return None
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from evalcluster.actors.run import get_run_actor
+from evalcluster.actors.run import get_live_run
 from evalcluster.jobs.driver import new_run_id
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite_text
@@ -273,18 +273,18 @@ async def cancel_run(run_id: str, ctx: ServiceContext = Depends(get_context)) ->
     status = compose_status(sources)
     if is_terminal(status.status) or not status.live:
         raise ApiError(409, f"run {run_id!r} is not running (status {status.status})")
-    sent = await asyncio.gather(_cancel_run_actor(run_id), _cancel_driver(run_id))
+    sent = await asyncio.gather(_cancel_live_run(run_id), _cancel_driver(run_id))
     if not any(sent):
         raise ApiError(409, f"run {run_id!r} ended before the cancel reached it")
     return CancelAccepted(run_id=run_id, status=status.status, cancel_requested=True)
 
 
-async def _cancel_run_actor(run_id: str) -> bool:
-    actor = await asyncio.to_thread(get_run_actor, run_id)
-    if actor is None:
+async def _cancel_live_run(run_id: str) -> bool:
+    live = await asyncio.to_thread(get_live_run, run_id)
+    if live is None:
         return False
     try:
-        await asyncio.wait_for(_await(actor.cancel.remote()), 10)
+        await asyncio.wait_for(_await(live.cancel()), 10)
     except Exception:  # noqa: BLE001 - the run ended meanwhile
         return False
     return True

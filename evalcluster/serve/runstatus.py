@@ -1,9 +1,9 @@
 """A run's status, from whichever source knows best.
 
-While a run goes, its run actor (``run:<id>``) holds live progress; once it ends the driver
-kills that actor and the manifest (status, committed rows) and ``_summary.json`` (metrics) are
-the truth. Before the manifest exists only the run's driver actor knows the run. Precedence:
-a terminal manifest, then the live run actor, then the driver's outcome, then a manifest left
+While a run goes, the live-run registry (actor ``runs``) holds its progress; once it ends the
+driver closes it there and the manifest (status, committed rows) and ``_summary.json`` (metrics)
+are the truth. Before the manifest exists only the run's driver actor knows the run. Precedence:
+a terminal manifest, then the live run, then the driver's outcome, then a manifest left
 non-terminal by a driver that is gone.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from evalcluster.actors.run import get_run_actor
+from evalcluster.actors.run import get_live_run
 from evalcluster.serve.context import ServiceContext
 from evalcluster.serve.launcher import get_driver
 from evalcluster.serve.schemas import RunStatus, TargetStatus
@@ -35,7 +35,7 @@ class RunSources:
     run_id: str
     manifest: RunManifest | None = None
     summary: dict[str, Any] | None = None
-    snapshot: dict[str, Any] | None = None  # from the live run actor
+    snapshot: dict[str, Any] | None = None  # from the live-run registry
     driver: dict[str, Any] | None = None  # RunDriver.state()
 
     @property
@@ -146,13 +146,13 @@ def _iso(value: datetime) -> str:
 
 
 async def live_snapshot(run_id: str) -> dict[str, Any] | None:
-    """The run actor's snapshot, None if it is not running (or died just now)."""
-    actor = await asyncio.to_thread(get_run_actor, run_id)
-    if actor is None:
+    """The live run's snapshot, None if it is not running (or ended just now)."""
+    live = await asyncio.to_thread(get_live_run, run_id)
+    if live is None:
         return None
     try:
-        return await asyncio.wait_for(_awaitable(actor.snapshot.remote()), ACTOR_CALL_TIMEOUT_S)
-    except Exception:  # noqa: BLE001 - killed at the run's end, or unreachable: not live
+        return await asyncio.wait_for(_awaitable(live.snapshot()), ACTOR_CALL_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - closed at the run's end, or unreachable: not live
         return None
 
 

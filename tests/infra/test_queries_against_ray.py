@@ -31,7 +31,7 @@ _RAY_CONFIG = {"metrics_report_interval_ms": 1000}
 
 @ray.remote(num_cpus=0)
 class _Emitter:
-    """Records one of every evalcluster metric, the way the provider and run actors do."""
+    """Records one of every evalcluster metric, as the provider actors and the run registry do."""
 
     def emit(self) -> None:
         metrics.requests_total().inc(8, tags={"provider": "sim", "outcome": "ok"})

@@ -100,7 +100,7 @@ SUMMARY = {
 }
 
 
-def test_a_live_run_reports_the_run_actors_progress():
+def test_a_live_run_reports_its_live_progress():
     status = compose_status(
         RunSources(
             "run-a", manifest=manifest("running"), snapshot=snapshot(), driver=driver("running")

@@ -1,0 +1,115 @@
+"""The live-run registry on a real local Ray: one process for every run, runs opened and closed
+by their drivers, the budget ledger, and long polls that end when a run closes."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from evalcluster.actors.run import (
+    NAMESPACE,
+    REGISTRY_NAME,
+    ProgressDelta,
+    UnknownRunError,
+    get_live_run,
+    open_run,
+)
+from evalcluster.jobs.driver import run_suite
+from evalcluster.jobs.options import RunOptions
+from evalcluster.jobs.prepare import prepare_suite
+from evalcluster.simulator import SimulatorConfig, SimulatorThread
+from tests.conftest import openai_provider, write_suite
+
+
+def registry_pid(ray) -> int:
+    registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
+    return ray.get(registry.__ray_call__.remote(lambda _self: os.getpid()))
+
+
+def test_runs_one_after_another_share_one_registry_process_and_close_when_done(local_ray, tmp_path):
+    pids, snapshots = [], []
+    with SimulatorThread(SimulatorConfig(accuracy=1.0)) as sim:
+        path = write_suite(
+            tmp_path,
+            samples=12,
+            shard_size=4,
+            providers={"p": openai_provider(sim.url)},
+            targets=[{"name": "a", "provider": "p", "model": "m"}],
+        )
+        for run_id in ("first", "second"):
+            options = RunOptions(store=str(tmp_path / "store"), tracking_uri=None, run_id=run_id)
+            result = run_suite(prepare_suite(path), options, on_progress=snapshots.append)
+            assert result.status == "finished"
+            pids.append(registry_pid(local_ray))
+            assert get_live_run(run_id) is None  # closed by its driver
+    assert pids[0] == pids[1]
+    assert {s["run_id"] for s in snapshots} == {"first", "second"}
+    assert max(s["done"] for s in snapshots if s["run_id"] == "second") <= 12
+
+
+def test_calls_about_a_run_that_is_not_open_raise_unknown_run(local_ray):
+    live, opened = open_run("known", "s", {"t": 1}, None)
+    local_ray.get(opened)
+    stranger = type(live)(live.registry, "never-opened")
+    with pytest.raises(UnknownRunError, match="never-opened"):
+        local_ray.get(stranger.snapshot())
+    assert get_live_run("never-opened") is None
+    local_ray.get(live.close())
+    with pytest.raises(UnknownRunError):
+        local_ray.get(live.reserve(0.1))
+
+
+def test_progress_budget_and_cancel_of_one_run(local_ray):
+    live, opened = open_run("ledger", "s", {"t": 10}, 1.0)
+    local_ray.get(opened)
+    try:
+        assert local_ray.get(live.reserve(0.6)) is True
+        assert local_ray.get(live.reserve(0.6)) is False  # 0.6 reserved + 0.6 > 1.0
+        local_ray.get(live.chunk_done("t", 0.6, 0.25, ProgressDelta(done=4, errors=1)))
+        assert local_ray.get(live.reserve(0.6)) is True  # 0.25 spent + 0.6 fits
+        snap = local_ray.get(live.snapshot())
+        assert (snap["done"], snap["total"], snap["errors"]) == (4, 10, 1)
+        assert snap["budget"]["spent_usd"] == pytest.approx(0.25)
+        assert snap["budget"]["reserved_usd"] == pytest.approx(0.6)
+        assert snap["budget"]["exhausted"] is True
+        local_ray.get(live.cancel())
+        assert local_ray.get(live.is_cancelled()) is True
+        assert local_ray.get(live.reserve(0.01)) is False  # a cancelled run reserves nothing
+    finally:
+        local_ray.get(live.close())
+
+
+def test_reopening_a_run_starts_its_live_state_afresh(local_ray):
+    live, opened = open_run("resumed", "s", {"t": 5}, None)
+    local_ray.get(opened)
+    local_ray.get([live.report("t", ProgressDelta(done=3)), live.cancel()])
+    again, opened = open_run("resumed", "s", {"t": 5}, None)
+    local_ray.get(opened)
+    snap = local_ray.get(again.snapshot())
+    assert (snap["done"], snap["cancel_requested"]) == (0, False)
+    local_ray.get(again.close())
+
+
+def test_a_long_poll_returns_the_last_snapshot_when_the_run_closes(local_ray):
+    live, opened = open_run("polled", "s", {"t": 2}, None)
+    local_ray.get(opened)
+    local_ray.get(live.set_status("finished"))
+    version = local_ray.get(live.snapshot())["version"]
+    waited: dict = {}
+
+    def poll() -> None:
+        started = time.monotonic()
+        waited["snapshot"] = local_ray.get(live.wait_for_change(version, 30.0))
+        waited["s"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    local_ray.get(live.close())
+    thread.join(timeout=20)
+    assert waited["s"] < 10  # woken by the close, not by the 30 s timeout
+    assert waited["snapshot"]["status"] == "finished"
+    assert waited["snapshot"]["run_id"] == "polled"
