@@ -301,10 +301,18 @@ class _Driver:
 
     # -- shards ----------------------------------------------------------------------------
     def _max_inflight(self) -> int:
+        """Shards submitted at once: as many as the cluster can run now, none queued.
+
+        A queued shard becomes schedulable whenever a running one blocks on its provider
+        calls (Ray lends a blocked task's CPU), and Ray starts a worker process for it: with
+        twice as many submitted, 2 cores saw two or three new processes per run, about 1.5 s
+        of CPU each, that mostly sat idle until Ray reaped them (benchmarks/README.md). Set
+        `max_inflight_shards` to queue more, e.g. so that an autoscaler sees the demand.
+        """
         if self.options.max_inflight_shards:
             return self.options.max_inflight_shards
         cpus = ray.cluster_resources().get("CPU", 2)
-        return max(4, int(cpus / SHARD_CPUS) * 2)
+        return max(1, int(cpus / SHARD_CPUS))
 
     def _run_shards(self) -> tuple[str, str | None]:
         ctx = ShardContext(
