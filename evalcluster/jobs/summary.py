@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalcluster.scoring.passk import pass_at_k
@@ -82,13 +83,13 @@ def build_summary(
         "judge_cost_usd",
         "latency_ms",
         "served_by",
-        "metadata",
+        *(["metadata"] if group_by else []),  # only groups read it
         *(f"score_{s}" for s in scorer_names),
     ]
     rng = np.random.default_rng(0)
     for shard in list_shards(store, run_id):
         table = pq.read_table(io.BytesIO(store.get(shard.key)), columns=columns)
-        _add_shard(targets[shard.target], table.to_pylist(), scorer_names, group_by, epochs, rng)
+        _add_shard(targets[shard.target], table, scorer_names, group_by, epochs, rng)
     return {
         "run_id": run_id,
         "suite": suite.spec.name,
@@ -102,49 +103,61 @@ def build_summary(
 
 def _add_shard(
     t: _TargetAcc,
-    rows: list[dict[str, Any]],
+    table: pa.Table,
     scorers: list[str],
     group_by: list[str],
     epochs: int,
     rng: np.random.Generator,
 ) -> None:
-    per_sample: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        per_sample[row["sample_id"]].append(row)
-        t.rows += 1
-        t.input_tokens += row["input_tokens"]
-        t.output_tokens += row["output_tokens"]
-        t.cost_usd += row["cost_usd"]
-        t.judge_input_tokens += row["judge_input_tokens"]
-        t.judge_output_tokens += row["judge_output_tokens"]
-        t.judge_cost_usd += row["judge_cost_usd"]
-        t.served_by[row["served_by"]] += 1
-        if row["cache_hit"]:
-            t.cache_hits += 1
-        if row["error_kind"]:
-            t.errors[row["error_kind"]] += 1
-        elif not row["cache_hit"]:
-            _keep_latency(t, row["latency_ms"], rng)
+    # Column lists, not a dict per row: the summary is built after the last shard commits,
+    # so its time is added to the run's.
+    c = table.to_pydict()
+    errors, hits = c["error_kind"], c["cache_hit"]
+    t.rows += table.num_rows
+    t.input_tokens += sum(c["input_tokens"])
+    t.output_tokens += sum(c["output_tokens"])
+    t.judge_input_tokens += sum(c["judge_input_tokens"])
+    t.judge_output_tokens += sum(c["judge_output_tokens"])
+    for cost in c["cost_usd"]:
+        t.cost_usd += cost
+    for cost in c["judge_cost_usd"]:
+        t.judge_cost_usd += cost
+    t.served_by.update(c["served_by"])
+    t.cache_hits += sum(1 for hit in hits if hit)
+    t.errors.update(error for error in errors if error)
+    for error, hit, latency in zip(errors, hits, c["latency_ms"], strict=True):
+        if not error and not hit:
+            _keep_latency(t, latency, rng)
+    per_sample: dict[str, list[int]] = defaultdict(list)
+    for i, sample_id in enumerate(c["sample_id"]):
+        per_sample[sample_id].append(i)
     t.samples += len(per_sample)
-    t.epochs = max(t.epochs, max((len(v) for v in per_sample.values()), default=0))
-    for sample_rows in per_sample.values():
-        metadata = json.loads(sample_rows[0]["metadata"] or "{}")
-        groups = {c: group_key(metadata.get(c)) for c in group_by}
+    t.epochs = max(t.epochs, max(map(len, per_sample.values()), default=0))
+    groups: dict[str, str] = {}
+    for indices in per_sample.values():
+        if group_by:
+            metadata = json.loads(c["metadata"][indices[0]] or "{}")
+            groups = {column: group_key(metadata.get(column)) for column in group_by}
         for name in scorers:
-            _add_sample(t.scorers[name], sample_rows, f"score_{name}", groups, epochs)
+            _add_sample(t.scorers[name], c[f"score_{name}"], errors, indices, groups, epochs)
 
 
 def _add_sample(
-    acc: _ScorerAcc, rows: list[dict[str, Any]], column: str, groups: dict[str, str], epochs: int
+    acc: _ScorerAcc,
+    values: list[Any],
+    errors: list[str | None],
+    indices: list[int],
+    groups: dict[str, str],
+    epochs: int,
 ) -> None:
     scored = []
-    for row in rows:
-        if row["error_kind"]:
+    for i in indices:
+        if errors[i]:
             continue  # an infrastructure error is neither a pass nor a fail
-        if row[column] is None:
+        if values[i] is None:
             acc.unscored += 1
         else:
-            scored.append(float(row[column]))
+            scored.append(float(values[i]))
     acc.rows_scored += len(scored)
     if scored:
         mean = math.fsum(scored) / len(scored)
