@@ -49,6 +49,16 @@ class ProgressDelta:
     output_tokens: int = 0
     cost_usd: float = 0.0
 
+    def plus(self, other: ProgressDelta) -> ProgressDelta:
+        return ProgressDelta(
+            self.done + other.done,
+            self.errors + other.errors,
+            self.cached + other.cached,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cost_usd + other.cost_usd,
+        )
+
 
 @dataclass
 class BudgetLedger:

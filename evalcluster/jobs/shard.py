@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ from evalcluster.store.fs import Store
 from evalcluster.store.lake import commit_shard, shard_key
 
 CHUNK_SIZE = 64
+# Without a budget, a shard's progress goes to the registry at most this often (and when its
+# calls are done): a registry call costs about a millisecond of CPU on each side.
+REPORT_EVERY_S = 0.5
 # Times a chunk is sent again after its provider actor died with it (Ray restarts the actor).
 ACTOR_RETRIES = 3
 
@@ -96,6 +100,9 @@ class ShardEvaluator:
         self.cache = ResponseCache(ctx.store)
         self.scorers = build_scorers(ctx.suite.spec.scorers)
         self.scorer_names = [s.name for s in self.scorers]
+        self._unreported: ProgressDelta | None = None
+        self._unsettled = (0.0, 0.0)  # reserved, spent (USD)
+        self._last_report = -REPORT_EVERY_S  # the first chunk's progress goes at once
 
     def run(self, samples: list[Sample]) -> ShardOutcome:
         store, run_id = self.ctx.store, self.ctx.run_id
@@ -208,6 +215,7 @@ class ShardEvaluator:
             for c, o in zip(chunk, outcomes, strict=True):
                 results[c.hash] = o
             self._chunk_done(reserve, outcomes, report=report)
+        self._flush_progress()
         return stopped
 
     def _judge(
@@ -325,11 +333,12 @@ class ShardEvaluator:
         return score, {"verdict": verdict.text, "explanation": score.explanation}
 
     def _chunk_done(self, reserved: float, outcomes: Sequence[CallResult], *, report: bool) -> None:
-        """Settle the chunk's reservation and report its progress, in one registry call."""
+        """Settle the chunk's reservation and report its progress: at once when the run has a
+        budget (other shards wait on the ledger), else at most every REPORT_EVERY_S."""
         if self.live is None:
             return
         spent = sum(o.cost_usd for o in outcomes)
-        delta = None
+        self._unsettled = (self._unsettled[0] + reserved, self._unsettled[1] + spent)
         if report:
             delta = ProgressDelta(
                 done=len(outcomes),
@@ -338,8 +347,18 @@ class ShardEvaluator:
                 output_tokens=sum(o.output_tokens for o in outcomes),
                 cost_usd=spent,
             )
-        if delta is not None or reserved or spent:
-            self.live.chunk_done(self.target.name, reserved, spent, delta)
+            self._unreported = delta if self._unreported is None else self._unreported.plus(delta)
+        if self.ctx.budgeted or time.monotonic() - self._last_report >= REPORT_EVERY_S:
+            self._flush_progress()
+
+    def _flush_progress(self) -> None:
+        """One registry call with everything not settled or reported yet (if anything)."""
+        (reserved, spent), delta = self._unsettled, self._unreported
+        if self.live is None or (delta is None and not (reserved or spent)):
+            return
+        self._unsettled, self._unreported = (0.0, 0.0), None
+        self._last_report = time.monotonic()
+        self.live.chunk_done(self.target.name, reserved, spent, delta)
 
     def _report(self, delta: ProgressDelta) -> None:
         if self.live is not None:
