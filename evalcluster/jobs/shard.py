@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import ray
@@ -75,8 +75,7 @@ class ShardOutcome:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _Call:
+class _Call(NamedTuple):  # one per sample and epoch: a tuple is quicker to make than a dataclass
     sample: Sample
     epoch: int
     request: CompletionRequest
