@@ -16,6 +16,7 @@ also counted separately; cached tokens are priced at their own rate when the tab
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -111,6 +112,7 @@ PRICES: dict[str, ModelPrice] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)  # a provider actor prices every answer by model name
 def price_for(model: str) -> ModelPrice | None:
     """The table's price of `model`, by exact name or longest matching prefix."""
     name = model.strip().lower()

@@ -94,8 +94,14 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     return max(0.0, moment.timestamp() - now)
 
 
+_FAMILIES = ("x-ratelimit-", "anthropic-ratelimit-")
+_NONE_SENT = RateLimitSnapshot()
+
+
 def parse_rate_limits(headers: Mapping[str, str], *, now: float | None = None) -> RateLimitSnapshot:
     """The provider's view of its limits from whichever family of headers it sent."""
+    if not any(name.startswith(_FAMILIES) for name in headers):
+        return _NONE_SENT  # local servers (vLLM, Ollama, llama.cpp) send none: skip the lookups
 
     def first(*names: str) -> str | None:
         for name in names:
