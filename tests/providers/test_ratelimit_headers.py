@@ -151,3 +151,10 @@ async def test_http_limits_are_read_and_a_real_429_carries_its_delay(
             for _ in range(5):
                 await adapter.complete(ask(max_tokens=8))
     assert info.value.retry_after_s is not None and 0 < info.value.retry_after_s <= 2
+
+
+def test_a_response_without_rate_limit_headers_gives_an_empty_snapshot() -> None:
+    snap = parse_rate_limits({"content-type": "application/json", "x-request-id": "abc"})
+    assert snap == RateLimitSnapshot()
+    # one header of a family is enough to read the rest
+    assert parse_rate_limits({"x-ratelimit-remaining": "7"}).remaining_requests == 7
