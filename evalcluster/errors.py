@@ -7,6 +7,7 @@ Every error the package raises on purpose is one of these::
     ├── StoreError                 the results lake could not be read or written
     │   └── NotFoundError          no such object, run, suite or suite version (HTTP 404)
     ├── TrackingError              MLflow logging failed (results are already in the lake)
+    ├── UnknownRunError            the run is not live in the cluster's run registry
     ├── BudgetExhaustedError       a run reached its budget; nothing more is dispatched for it
     └── ProviderError              a call to a model provider did not produce an answer
         ├── RateLimitedError       429 and friends; carries the provider's retry delay
@@ -62,6 +63,10 @@ class NotFoundError(StoreError):
 
 class TrackingError(EvalclusterError):
     """Logging to MLflow failed; the results in the lake are not affected."""
+
+
+class UnknownRunError(EvalclusterError):
+    """The run is not live: never opened, already closed, or lost with a restarted registry."""
 
 
 class BudgetExhaustedError(EvalclusterError):

@@ -22,7 +22,7 @@ from typing import Any
 import ray
 
 from evalcluster.actors import metrics
-from evalcluster.errors import EvalclusterError
+from evalcluster.errors import UnknownRunError
 
 NAMESPACE = "evalcluster"
 
@@ -96,10 +96,6 @@ class RunState:
     finished_at: float | None = None
     message: str | None = None
     targets: dict[str, TargetProgress] = field(default_factory=dict)
-
-
-class UnknownRunError(EvalclusterError):
-    """The run is not live: never opened, already closed, or lost with a restarted registry."""
 
 
 class LiveRun:

@@ -13,10 +13,10 @@ from evalcluster.actors.run import (
     NAMESPACE,
     REGISTRY_NAME,
     ProgressDelta,
-    UnknownRunError,
     get_live_run,
     open_run,
 )
+from evalcluster.errors import UnknownRunError
 from evalcluster.jobs.driver import run_suite
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite
