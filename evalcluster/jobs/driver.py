@@ -259,10 +259,15 @@ class _Driver:
         epochs = self.suite.spec.epochs
         totals = {t: samples * epochs for t in self.targets}
         self.live, opened = open_run(self.run_id, self.suite.spec.name, totals, self.budget)
-        actors = ensure_provider_actors(self.suite.spec, self.providers)
-        ray.get(opened)  # before any shard reports to it
-        _return_to(self.cwd)
-        self._start_tracking(samples)
+        try:
+            actors = ensure_provider_actors(self.suite.spec, self.providers)
+            ray.get(opened)  # before any shard reports to it
+            _return_to(self.cwd)
+            self._start_tracking(samples)
+        except BaseException:
+            with contextlib.suppress(Exception):  # else it would look live for good
+                self.live.close()
+            raise
         self._set_status("running", wait=False)
         status, message = "failed", None
         try:

@@ -113,3 +113,24 @@ def test_a_long_poll_returns_the_last_snapshot_when_the_run_closes(local_ray):
     assert waited["s"] < 10  # woken by the close, not by the 30 s timeout
     assert waited["snapshot"]["status"] == "finished"
     assert waited["snapshot"]["run_id"] == "polled"
+
+
+def test_a_run_that_fails_before_its_shards_start_is_not_left_live(
+    local_ray, tmp_path, monkeypatch
+):
+    from evalcluster.jobs import driver
+
+    def no_actors(*_args, **_kwargs):
+        raise RuntimeError("provider actors could not start")
+
+    monkeypatch.setattr(driver, "ensure_provider_actors", no_actors)
+    path = write_suite(
+        tmp_path,
+        samples=4,
+        providers={"p": openai_provider("http://127.0.0.1:9")},
+        targets=[{"name": "a", "provider": "p", "model": "m"}],
+    )
+    options = RunOptions(store=str(tmp_path / "store"), tracking_uri=None, run_id="early")
+    with pytest.raises(RuntimeError, match="could not start"):
+        run_suite(prepare_suite(path), options)
+    assert get_live_run("early") is None
