@@ -459,11 +459,11 @@ class _Driver:
             self._cancel_probe = self.live.is_cancelled()
         return False
 
-    def _progress(self) -> None:
+    def _progress(self, *, force: bool = False) -> None:
         if self.on_progress is None:
             return
         now = time.monotonic()
-        if now - self._last_progress < 0.2:
+        if now - self._last_progress < 0.2 and not force:
             return
         self._last_progress = now
         with contextlib.suppress(Exception):
@@ -517,6 +517,7 @@ class _Driver:
             write_summary(self.store, self.run_id, summary)
         finally:
             self._set_status(status, message)
+            self._progress(force=True)  # the display's last frame shows the final count
         if self.tracker is not None and self.manifest.mlflow_run_id:
             try:
                 samples = _traced_samples(

@@ -47,7 +47,13 @@ def test_runs_one_after_another_share_one_registry_process_and_close_when_done(l
             assert get_live_run(run_id) is None  # closed by its driver
     assert pids[0] == pids[1]
     assert {s["run_id"] for s in snapshots} == {"first", "second"}
-    assert max(s["done"] for s in snapshots if s["run_id"] == "second") <= 12
+    last = snapshots[-1]  # the display's last frame: the final status and count
+    assert (last["run_id"], last["status"], last["done"], last["total"]) == (
+        "second",
+        "finished",
+        12,
+        12,
+    )
 
 
 def test_calls_about_a_run_that_is_not_open_raise_unknown_run(local_ray):
