@@ -214,9 +214,6 @@ class RunRegistry:
     async def reserve(self, run_id: str, amount_usd: float) -> bool:
         return self._run(run_id).reserve(amount_usd)
 
-    async def settle(self, run_id: str, reserved_usd: float, actual_usd: float) -> None:
-        self._run(run_id).settle(reserved_usd, actual_usd)
-
     async def chunk_done(
         self,
         run_id: str,
