@@ -1,10 +1,10 @@
 """Samples and the requests rendered from them, with their cache identity.
 
-A request's hash covers everything that decides the provider's answer: provider kind and
-endpoint, model,
-generation parameters, the rendered messages and, when the answer is sampled (temperature above
-zero or unset, or several epochs), the epoch and the suite's seed. Equal hashes may share one
-answer; the response cache relies on that.
+A request's hash covers everything that decides the provider's answer: the provider's whole
+configuration save the fields known not to change what is sent or how the answer is read
+(`endpoint_identity`), the model, generation parameters, the rendered messages and, when the
+answer is sampled (temperature above zero or unset, or several epochs), the epoch and the suite's
+seed. Equal hashes may share one answer; the response cache relies on that.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from evalcluster.providers.base import CompletionRequest, Message
+from evalcluster.providers.registry import adapter_class
 from evalcluster.spec.datasets import cell_to_text, iter_batches
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.spec.models import ProviderConfig, TargetSpec
@@ -112,24 +113,80 @@ def is_sampling(params: dict[str, Any], epochs: int) -> bool:
     return epochs > 1 or temperature is None or temperature > 0
 
 
+# ProviderConfig fields that change neither what is sent nor how the answer is read: limits,
+# resilience, prices, where the key is found, network policy. Every other field is part of the
+# endpoint's identity, a field added later included, so forgetting to list one here can only
+# cost cache hits, never serve one endpoint's answers for another's.
+NOT_IDENTITY = frozenset(
+    {
+        "rpm",
+        "tpm",
+        "burst_s",
+        "max_concurrency",
+        "timeout_s",
+        "breaker",
+        "retry",
+        "fallback",
+        "pricing",
+        "api_key_env",
+        "api_key_file",
+        "allow_private_network",
+        "from_client",  # set by the service on a client's providers: network policy only
+        "client_networks",  # the same
+    }
+)
+# The simulator's pure timing, rate and error options (errors are never cached).
+SIMULATOR_NOT_IDENTITY = frozenset({"latency_ms", "jitter_ms", "rpm", "tpm", "error_rate"})
+# Blocks that only one kind reads: `custom` is the custom adapter's spec, `simulator` the
+# options of a simulated provider; any other kind ignores them.
+KIND_ONLY = {"custom": "custom", "simulator": "simulated"}
+
+
 def endpoint_identity(provider: ProviderConfig) -> str:
-    """What names the model server: two endpoints of one kind may serve different weights
-    under the same model name. A simulator's address changes every run, so it is named by the
-    options that decide its answers instead."""
+    """The provider's part of a request's identity: canonical JSON of every field that may
+    change what is sent or how the answer is read (all but NOT_IDENTITY), defaults written
+    out, so that omitting a field and writing its default are one identity.
+
+    Pass the config as the suite gave it: a simulated provider without base_url gets one from
+    the run (a fresh simulator, a new port every run), and that address must not enter the
+    identity, or no answer would outlive its run; a base_url the suite gives is kept, as for
+    every kind. The result may hold header values: hash it, never store it.
+    """
+    fields = type(provider).model_fields
+    exclude: dict[str, Any] = {name: True for name in NOT_IDENTITY if name in fields}
+    for name, kind in KIND_ONLY.items():
+        if name in fields and provider.kind != kind:
+            exclude[name] = True
     if provider.kind == "simulated":
-        options = provider.simulator
-        return f"simulated:{options.format}:{options.accuracy}:{options.seed}"
-    if provider.kind == "custom" and provider.custom is not None:
-        return f"custom:{provider.custom.url}"
-    return f"{provider.kind}:{provider.base_url or 'default'}"
+        exclude["simulator"] = set(
+            SIMULATOR_NOT_IDENTITY & type(provider.simulator).model_fields.keys()
+        )
+    identity = provider.model_dump(mode="json", exclude=exclude)
+    identity["base_url"] = _base_url(provider)
+    return json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _base_url(provider: ProviderConfig) -> str | None:
+    """The address the adapter sends to: the kind's default when unset, no trailing slash."""
+    base_url = provider.base_url
+    if not base_url and provider.kind != "simulated":  # a simulator has no default
+        base_url = getattr(adapter_class(provider.kind), "default_base_url", None)
+    return base_url.rstrip("/") if base_url else base_url
 
 
 def request_hash(
-    provider: ProviderConfig, request: CompletionRequest, *, epoch: int, seed: int, sampling: bool
+    provider: ProviderConfig | str,
+    request: CompletionRequest,
+    *,
+    epoch: int,
+    seed: int,
+    sampling: bool,
 ) -> str:
+    """The request's cache key. `provider` is the config as the suite gave it, or its
+    `endpoint_identity` computed once (callers that hash many requests pass that)."""
+    endpoint = provider if isinstance(provider, str) else endpoint_identity(provider)
     identity: dict[str, Any] = {
-        "kind": provider.kind,
-        "endpoint": endpoint_identity(provider),
+        "endpoint": endpoint,
         "model": request.model,
         "params": request.params,
         "messages": [[m.role, m.content] for m in request.messages],

@@ -24,7 +24,13 @@ from evalcluster.actors.calls import CallResult
 from evalcluster.actors.provider import provider_actor_name
 from evalcluster.actors.run import NAMESPACE, ProgressDelta, RunHandle
 from evalcluster.jobs.budget import projected_cost
-from evalcluster.jobs.samples import Sample, build_request, is_sampling, request_hash
+from evalcluster.jobs.samples import (
+    Sample,
+    build_request,
+    endpoint_identity,
+    is_sampling,
+    request_hash,
+)
 from evalcluster.providers.base import CompletionRequest
 from evalcluster.scoring import Score, build_scorers
 from evalcluster.spec.loader import LoadedSuite
@@ -48,7 +54,8 @@ class ShardContext:
     run_id: str
     suite: LoadedSuite
     store: Store
-    providers: dict[str, ProviderConfig]  # resolved: simulated providers have their base_url
+    # resolved: simulated providers have their base_url (the suite's own are in suite.spec)
+    providers: dict[str, ProviderConfig]
     live: RunHandle | None = None  # where progress, budget and cancel go; None: nowhere
     use_cache: bool = True
     priority: float = 1.0
@@ -61,6 +68,13 @@ class ShardContext:
             if target.name == name:
                 return target
         raise KeyError(name)
+
+    def endpoint(self, provider_name: str) -> str:
+        """The provider's cache identity (`endpoint_identity`), taken from its config as the
+        suite gave it, not from `providers`: there a simulator the run started has its
+        address filled in, a new port every run, which would make every answer a miss."""
+        given = self.suite.spec.providers.get(provider_name)
+        return endpoint_identity(self.providers[provider_name] if given is None else given)
 
 
 @dataclass
@@ -95,6 +109,7 @@ class ShardEvaluator:
         self.target = ctx.target(target_name)
         self.index = index
         self.provider = ctx.providers[self.target.provider]
+        self._endpoints: dict[str, str] = {}  # provider name -> its identity, once per shard
         self.live = ctx.live
         self.cache = ResponseCache(ctx.store)
         self.scorers = build_scorers(ctx.suite.spec.scorers)
@@ -110,7 +125,8 @@ class ShardEvaluator:
             rows = pq.read_metadata(io.BytesIO(store.get(key))).num_rows
             return ShardOutcome(self.target.name, self.index, committed=True, rows=rows)
         calls = self._calls(samples)
-        cache_part = self.cache.part_key(self.ctx.suite, self.target, self.provider, self.index)
+        endpoint = self._endpoint(self.target.provider)
+        cache_part = self.cache.part_key(self.ctx.suite, self.target, endpoint, self.index)
         cached = self.cache.load(cache_part) if self.ctx.use_cache else {}
         results: dict[str, CallResult] = {}
         hits = {c.hash for c in calls if c.hash in cached}
@@ -147,16 +163,23 @@ class ShardEvaluator:
                 outcome.errors[row["error_kind"]] = outcome.errors.get(row["error_kind"], 0) + 1
         return outcome
 
+    def _endpoint(self, provider_name: str) -> str:
+        endpoint = self._endpoints.get(provider_name)
+        if endpoint is None:
+            endpoint = self._endpoints[provider_name] = self.ctx.endpoint(provider_name)
+        return endpoint
+
     def _calls(self, samples: Sequence[Sample]) -> list[_Call]:
         spec = self.ctx.suite.spec
         params = self.target.params.as_dict()
+        endpoint = self._endpoint(self.target.provider)
         sampling = is_sampling(params, spec.epochs)
         calls = []
         for sample in samples:
             request = build_request(self.ctx.suite, self.target, sample, params=params)
             for epoch in range(spec.epochs):
                 digest = request_hash(
-                    self.provider, request, epoch=epoch, seed=spec.seed, sampling=sampling
+                    endpoint, request, epoch=epoch, seed=spec.seed, sampling=sampling
                 )
                 calls.append(_Call(sample, epoch, request, digest))
         return calls
@@ -301,14 +324,14 @@ class ShardEvaluator:
     def _judge_call(self, scorer: Any, call: _Call, answer: CallResult) -> _Call:
         """The judge's request about one answer, with its cache identity."""
         judge = self.ctx.target(scorer.judge_target)
-        provider = self.ctx.providers[judge.provider]
         messages = tuple(
             scorer.judge_messages(
                 call.request.messages[-1].content, answer.text or "", call.sample.reference
             )
         )
         request = CompletionRequest(judge.model, messages, judge.params.as_dict())
-        digest = request_hash(provider, request, epoch=0, seed=0, sampling=False)
+        endpoint = self._endpoint(judge.provider)
+        digest = request_hash(endpoint, request, epoch=0, seed=0, sampling=False)
         return _Call(call.sample, call.epoch, request, digest)
 
     def _judged_score(

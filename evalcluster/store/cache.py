@@ -1,7 +1,9 @@
 """The response cache: finished answers reused across runs, kept in the store beside the lake.
 
-Layout: ``cache/<target identity>/<dataset>-<shard size>-<shard index>.parquet``. A shard reads
-its one part file, so a re-run of the same suite costs one read per shard and no provider call.
+Layout: ``cache/<target identity>/<dataset>-<shard size>-<shard index>.parquet``, the target
+identity naming the provider endpoint (`endpoint_identity`), the model and its parameters, so
+each endpoint's answers are filed apart. A shard reads its one part file, so a re-run of the same
+suite costs one read per shard and no provider call.
 Entries are matched by request hash (which covers everything that decides the answer), so a part
 file shared by suites that differ only in, say, scorers serves both, and a changed prompt simply
 misses. Only successful answers are written; failures are never cached.
@@ -19,7 +21,7 @@ import pyarrow.parquet as pq
 
 from evalcluster.actors.calls import CallResult
 from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.models import ProviderConfig, TargetSpec
+from evalcluster.spec.models import TargetSpec
 from evalcluster.store.fs import Store
 
 _SCHEMA = pa.schema(
@@ -86,11 +88,11 @@ class ResponseCache:
         self.store = store
 
     @staticmethod
-    def part_key(
-        suite: LoadedSuite, target: TargetSpec, provider: ProviderConfig, index: int
-    ) -> str:
+    def part_key(suite: LoadedSuite, target: TargetSpec, endpoint: str, index: int) -> str:
+        """The part file of shard `index` of `target`, whose provider's identity (from
+        `evalcluster.jobs.samples.endpoint_identity`) is `endpoint`."""
         identity = json.dumps(
-            {"kind": provider.kind, "model": target.model, "params": target.params.as_dict()},
+            {"endpoint": endpoint, "model": target.model, "params": target.params.as_dict()},
             sort_keys=True,
         )
         namespace = hashlib.sha256(identity.encode()).hexdigest()[:16]
