@@ -4,6 +4,11 @@ A wire format subclasses it and fills four hooks: `build_call` (request -> URL, 
 body), `parse_completion` (JSON -> `Completion`), `read_error` (error JSON -> `ErrorBody`) and
 `error_class` (status + `ErrorBody` -> exception class). Timing, transport failures, invalid
 bodies, retry delays and key scrubbing are handled here once.
+
+A provider that a submitted suite defines (`config.from_client`) is held to a `NetworkPolicy`
+here, whatever its kind: its URL must be public (or in the operator's `client_networks`) when
+the adapter is built, and its transport must check every connection against the same policy
+(by default a guarded `AiohttpTransport`; see transport.py for why not pyreqwest).
 """
 
 from __future__ import annotations
@@ -37,11 +42,16 @@ from evalcluster.providers.error_mapping import (
     make_error,
     protocol_error,
 )
-from evalcluster.providers.netguard import check_url
+from evalcluster.providers.netguard import NetworkPolicy, check_url
 from evalcluster.providers.pricing import estimate_tokens
 from evalcluster.providers.ratelimit_headers import parse_rate_limits, retry_delay
 from evalcluster.providers.secrets import Secret
-from evalcluster.providers.transport import HttpResponse, PyreqwestTransport, Transport
+from evalcluster.providers.transport import (
+    AiohttpTransport,
+    HttpResponse,
+    PyreqwestTransport,
+    Transport,
+)
 from evalcluster.spec.models import ProviderConfig
 
 __all__ = ["HttpAdapter", "HttpCall", "estimated_usage"]
@@ -76,15 +86,34 @@ class HttpAdapter(ProviderAdapter):
         *,
         api_key: Secret | None = None,
         transport: Transport | None = None,
+        network_policy: NetworkPolicy | None = None,
     ):
+        """`network_policy` binds a client provider (`config.from_client`) only, and defaults
+        to `NetworkPolicy.for_config(config)`. Such a provider gets a guarded
+        `AiohttpTransport`; a `transport` passed for it must be `confined` (ValueError if not).
+        """
         self.name = name
         self.config = config
         self._api_key = api_key
         base_url = config.base_url or self.default_base_url
         self.base_url = base_url.rstrip("/") if base_url else ""
+        self.network_policy: NetworkPolicy | None = None
+        if config.from_client:
+            self.network_policy = network_policy or _client_policy(name, config)
         self._check_urls()
         self._owns_transport = transport is None
-        self.transport = transport or PyreqwestTransport(config.max_concurrency)
+        if transport is None:
+            transport = (
+                PyreqwestTransport(config.max_concurrency)
+                if self.network_policy is None
+                else AiohttpTransport(config.max_concurrency, policy=self.network_policy)
+            )
+        elif self.network_policy is not None and not transport.confined:
+            raise ValueError(
+                f"provider {name!r} is defined by a submitted suite: its transport must check "
+                f"every connection against a network policy, and {transport!r} does not"
+            )
+        self.transport = transport
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -100,10 +129,17 @@ class HttpAdapter(ProviderAdapter):
                 f"provider {self.name!r} (kind {self.kind}) needs base_url",
                 field=f"providers.{self.name}.base_url",
             )
+        self._check_url(self.base_url, f"providers.{self.name}.base_url")
+
+    def _check_url(self, url: str, field: str) -> None:
+        """The client policy's strict check for a client provider; else the operator's."""
+        if self.network_policy is not None:
+            self.network_policy.check_url(url, provider=self.name, field=field)
+            return
         check_url(
-            self.base_url,
+            url,
             provider=self.name,
-            field=f"providers.{self.name}.base_url",
+            field=field,
             allow_private_network=self.config.allow_private_network
             or not self.guard_private_network,
         )
@@ -226,6 +262,16 @@ class HttpAdapter(ProviderAdapter):
     def rate_limits(self, response: HttpResponse) -> RateLimitSnapshot:
         """The provider's rate-limit headers on `response`."""
         return parse_rate_limits(response.headers)
+
+
+def _client_policy(name: str, config: ProviderConfig) -> NetworkPolicy:
+    try:
+        return NetworkPolicy.for_config(config)
+    except ValueError as exc:
+        raise SpecError(
+            f"provider {name!r}: bad client_networks ({exc})",
+            field=f"providers.{name}.client_networks",
+        ) from None
 
 
 def estimated_usage(request: CompletionRequest, text: str) -> Usage:

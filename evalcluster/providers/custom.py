@@ -5,7 +5,8 @@ value itself (`"{messages}"` -> the list of `{role, content}` objects, `"{max_to
 number or null); placeholders inside longer strings are replaced by text. Header values may use
 `{api_key}` (the key is read from `api_key_env` / `api_key_file`). The answer and token counts
 are found by dotted paths into the JSON response ("choices.0.text"); counts that are not there
-are estimated. The URL is refused if it reaches a link-local or cloud metadata address.
+are estimated. The URL is refused if it reaches a link-local or cloud metadata address (any
+non-public address, for a provider defined by a submitted suite: see netguard.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from evalcluster.errors import SpecError
 from evalcluster.providers.adapter import HttpAdapter, HttpCall
 from evalcluster.providers.base import Completion, CompletionRequest, FinishReason, Usage
 from evalcluster.providers.error_mapping import ErrorBody
-from evalcluster.providers.netguard import check_url
 from evalcluster.providers.openai import read_openai_error
 from evalcluster.providers.pricing import estimate_tokens
 from evalcluster.providers.transport import HttpResponse
@@ -67,12 +67,7 @@ class CustomAdapter(HttpAdapter):
         if "{" in (urlsplit(url).hostname or "") or "{" in urlsplit(url).netloc:
             raise SpecError(f"provider {self.name!r}: the host of {url!r} cannot be a template",
                             field=field)  # fmt: skip
-        check_url(
-            url,
-            provider=self.name,
-            field=field,
-            allow_private_network=self.config.allow_private_network,
-        )
+        self._check_url(url, field)  # guard_private_network: the operator check honours the flag
         self.base_url = url
         if self.requires_key(self.config) and self._api_key is None:
             raise SpecError(

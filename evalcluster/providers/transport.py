@@ -13,6 +13,16 @@ most of it outside the GIL; a provider actor is one Python thread serving a whol
 
 `MockTransport` is the seam for unit tests, in the spirit of httpx's MockTransport: a handler
 function answers each `HttpRequest` without any network.
+
+A provider that a submitted suite defines (`ProviderConfig.from_client`) gets an
+`AiohttpTransport` with a `NetworkPolicy` (netguard.py): pyreqwest has no resolver hook (its
+`ClientBuilder` only takes static `resolve(domain, ip, port)` overrides), so it cannot check
+the addresses a name resolves to when it connects. With a policy, aiohttp asks
+`GuardedResolver` for every new connection (its DNS cache is off), the resolver keeps only the
+allowed addresses, `send` refuses an IP-literal URL outside the policy (aiohttp does not resolve
+those), and the connector's socket factory refuses any other address as the last gate. A name
+that passed the check at build time and resolves to 127.0.0.1 by the time of the connection
+(DNS rebinding) therefore fails with `ProviderConnectionError`.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import asyncio
 import inspect
 import json
 import re
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,12 +41,16 @@ from typing import Any
 import aiohttp
 import orjson
 import pyreqwest.exceptions as pyreqwest_errors
+from aiohttp.abc import AbstractResolver, ResolveResult
 from pyreqwest.client import ClientBuilder
+from yarl import URL
 
 from evalcluster.errors import ProviderConnectionError, ProviderTimeoutError
+from evalcluster.providers.netguard import BlockedAddressError, NetworkPolicy
 
 __all__ = [
     "AiohttpTransport",
+    "GuardedResolver",
     "HttpRequest",
     "HttpResponse",
     "MockTransport",
@@ -115,6 +130,13 @@ class Transport(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections. The transport may be used again afterwards (it reopens)."""
 
+    @property
+    def confined(self) -> bool:
+        """Whether this transport can reach only addresses that a `NetworkPolicy` allows: it
+        checks every connection against one, or it makes no connections at all. A provider
+        defined by a submitted suite accepts only such a transport."""
+        return False
+
 
 class PyreqwestTransport(Transport):
     """pyreqwest (Rust reqwest/hyper behind a small Python API), pooled, the default transport.
@@ -190,36 +212,123 @@ def _describe_pyreqwest(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that returns only the addresses `policy` allows.
+
+    It asks `inner` (aiohttp's `DefaultResolver` unless given) and drops every address outside
+    the policy; when none is left it raises `BlockedAddressError`, which aiohttp reports as a
+    connection error. The message names the host, never an address: a client must not learn
+    what internal names resolve to, nor tell a refused name from one that does not resolve.
+    """
+
+    def __init__(self, policy: NetworkPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner = inner if inner is not None else aiohttp.resolver.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        refused = BlockedAddressError(f"{host!r} resolves to no address a client may reach")
+        if self.policy.allows_host(host) is False:  # a metadata name, a legacy IPv4 spelling
+            raise refused
+        try:
+            results = await self._inner.resolve(host, port, family)
+        except OSError:
+            raise refused from None
+        allowed = [r for r in results if self.policy.allows_address(r["host"])]
+        if not allowed:
+            raise refused
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+ResolverFactory = Callable[[], AbstractResolver]
+_HAS_SOCKET_FACTORY = "socket_factory" in inspect.signature(aiohttp.TCPConnector).parameters
+
+
 class AiohttpTransport(Transport):
     """aiohttp with one pooled `TCPConnector` sized to the endpoint's concurrency.
 
     The session is created lazily inside the running event loop (an aiohttp session is bound
     to the loop it was made in, and Ray actors or `asyncio.run` create theirs late).
+
+    With `policy` every connection is checked against it (see the module docstring): DNS
+    caching is off (`dns_cache_s` is ignored) so that the resolver is consulted for every new
+    connection; `resolver_factory` makes the resolver the policy filters (aiohttp's
+    `DefaultResolver` when None; tests pass one that answers chosen names).
     """
 
-    def __init__(self, max_connections: int = 64, *, dns_cache_s: int = 300):
+    def __init__(
+        self,
+        max_connections: int = 64,
+        *,
+        dns_cache_s: int = 300,
+        policy: NetworkPolicy | None = None,
+        resolver_factory: ResolverFactory | None = None,
+    ):
         self.max_connections = max_connections
         self.dns_cache_s = dns_cache_s
+        self.policy = policy
+        self.resolver_factory = resolver_factory
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"AiohttpTransport(max_connections={self.max_connections})"
+        guarded = ", guarded" if self.policy is not None else ""
+        return f"AiohttpTransport(max_connections={self.max_connections}{guarded})"
+
+    @property
+    def confined(self) -> bool:
+        return self.policy is not None
+
+    def _connector(self) -> aiohttp.TCPConnector:
+        if self.policy is None:
+            return aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=0, ttl_dns_cache=self.dns_cache_s
+            )
+        inner = self.resolver_factory() if self.resolver_factory is not None else None
+        gate: dict[str, Any] = {}
+        if _HAS_SOCKET_FACTORY:  # aiohttp >= 3.12; the resolver and `send` guard without it
+            gate["socket_factory"] = self.policy.socket_factory()
+        return aiohttp.TCPConnector(
+            limit=self.max_connections,
+            limit_per_host=0,
+            use_dns_cache=False,
+            resolver=GuardedResolver(self.policy, inner),
+            **gate,
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(
-                limit=self.max_connections, limit_per_host=0, ttl_dns_cache=self.dns_cache_s
-            )
             # No cookies: a shared pool must not carry one caller's state into another's.
+            # No proxies either (trust_env stays False), so the connector sees the real host.
             self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False
+                connector=self._connector(),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
             )
             self._loop = loop
         return self._session
 
+    def _check_literal(self, url: str) -> None:
+        """Refuse a URL whose host is an IP address (or a numeric IPv4 spelling) outside the
+        policy: aiohttp connects to those without asking the resolver."""
+        assert self.policy is not None
+        try:
+            host = URL(url).raw_host or ""
+        except (ValueError, TypeError):
+            raise ProviderConnectionError("connection refused: not a valid URL") from None
+        if self.policy.allows_host(host) is False:
+            raise ProviderConnectionError(
+                f"connection refused: {host!r} is not an address a client may reach"
+            )
+
     async def send(self, request: HttpRequest) -> HttpResponse:
+        if self.policy is not None:
+            self._check_literal(request.url)
         session = self._client()
         timeout = aiohttp.ClientTimeout(total=request.timeout_s)
         try:
@@ -238,6 +347,11 @@ class AiohttpTransport(Transport):
             raise ProviderTimeoutError(
                 f"no response within {request.timeout_s:g}s ({_describe(exc)})"
             ) from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedAddressError):
+                why = exc.os_error.strerror
+                raise ProviderConnectionError(f"connection refused: {why}") from None
+            raise ProviderConnectionError(f"connection failed: {_describe(exc)}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise ProviderConnectionError(f"connection failed: {_describe(exc)}") from None
 
@@ -273,6 +387,10 @@ class MockTransport(Transport):
         if inspect.isawaitable(result):
             result = await result
         return result
+
+    @property
+    def confined(self) -> bool:
+        return True  # it answers from `handler` and opens no connection
 
     async def aclose(self) -> None:
         self.closed = True
