@@ -34,10 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the HTTP service on Ray Serve")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--store", default="./evalstore")
-    serve.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    serve.add_argument(
+        "--config", help="service configuration (tenants, provider registry, dataset roots)"
+    )
+    serve.add_argument("--store", help="results store (default ./evalstore, or the config's)")
+    serve.add_argument("--tracking-uri", help="MLflow (default sqlite:///mlflow.db; none: off)")
     serve.add_argument("--address", help="Ray address to join; default embedded")
-    serve.add_argument("--api-keys-file", help="file with one API key per line")
+    serve.add_argument("--api-keys-file", help="file with one API key per line (a tenant each)")
 
     simulate = sub.add_parser("simulate", help="run the provider simulator", add_help=False)
     simulate.add_argument("args", nargs=argparse.REMAINDER)

@@ -115,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
         address=args.address,
         api_keys_file=args.api_keys_file,
+        config=args.config,
     )
 
 

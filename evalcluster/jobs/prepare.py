@@ -7,14 +7,18 @@ from pathlib import Path
 from evalcluster.errors import SpecError
 from evalcluster.scoring import build_scorers
 from evalcluster.spec.loader import LoadedSuite, load_suite, load_suite_text
+from evalcluster.spec.rules import SubmissionRules
 
 
 def prepare_suite(path: str | Path) -> LoadedSuite:
     return validate_suite(load_suite(path))
 
 
-def prepare_suite_text(text: str, *, location: str, base_dir: Path) -> LoadedSuite:
-    return validate_suite(load_suite_text(text, location=location, base_dir=base_dir))
+def prepare_suite_text(
+    text: str, *, location: str, base_dir: Path, rules: SubmissionRules | None = None
+) -> LoadedSuite:
+    """Load and check a suite given as text; `rules` bind a suite submitted over HTTP."""
+    return validate_suite(load_suite_text(text, location=location, base_dir=base_dir, rules=rules))
 
 
 def validate_suite(suite: LoadedSuite) -> LoadedSuite:

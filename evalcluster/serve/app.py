@@ -1,16 +1,18 @@
 """The HTTP service: a FastAPI app behind a Ray Serve deployment.
 
 Deploy with ``evalcluster serve``, or ``serve run evalcluster.serve.app:build_app
-store_uri=s3://bucket/evals api_keys_file=/etc/evalcluster/keys``, or a Serve config file whose
-application has ``import_path: evalcluster.serve.app:build_app`` and these ``args``:
-``store_uri``, ``endpoint_url``, ``tracking_uri`` (``none`` disables MLflow), ``api_keys_file``,
-``allow_no_auth``, ``max_body_bytes``, ``base_dir`` (relative dataset paths), ``driver_linger_s``.
+config=serve.yaml``, or a Serve config file whose application has ``import_path:
+evalcluster.serve.app:build_app`` and as ``args`` the keys of the service configuration
+(`evalcluster.serve.config.ServiceConfig`: ``config``, ``tenants``, ``providers_file``,
+``datasets``, ``client_providers``, ``store_uri``, ``tracking_uri``, ...).
 
-Sizing: ``max_ongoing_requests=256`` per replica because a request here is almost all waiting
+Sizing: ``max_ongoing_requests=1024`` per replica because a request here is almost all waiting
 (actor calls, store reads in threads) and every WebSocket event stream holds its slot for the
-whole run it follows; Serve's default of 5 would let five dashboards lock everyone else out.
-Beyond that ``max_queued_requests=512`` wait in Serve's queue, and past that Serve answers 503
-with ``Retry-After: 1`` instead of letting latency grow without bound.
+whole run it follows. Event streams are capped far below that (``max_websockets``, 256 by
+default, and each tenant's quota), so open streams can never take every slot and ``/healthz``
+and the API keep answering. Beyond the slots ``max_queued_requests=512`` wait in Serve's
+queue, and past that Serve answers 503 with ``Retry-After: 1`` instead of letting latency grow
+without bound.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ray.serve.config import BackpressureConfig
 from evalcluster.serve.context import ServiceContext
 from evalcluster.serve.errors import install_error_handlers
 from evalcluster.serve.middleware import BodySizeLimit, ErrorGuard
+from evalcluster.serve.routes_audit import router as audit_router
 from evalcluster.serve.routes_events import router as events_router
 from evalcluster.serve.routes_providers import router as providers_router
 from evalcluster.serve.routes_runs import router as runs_router
@@ -31,7 +34,7 @@ from evalcluster.serve.routes_suites import router as suites_router
 from evalcluster.serve.schemas import Health
 from evalcluster.serve.settings import ServeSettings, settings_from_args
 
-MAX_ONGOING_REQUESTS = 256
+MAX_ONGOING_REQUESTS = 1024
 MAX_QUEUED_REQUESTS = 512
 BACKPRESSURE_RETRY_AFTER_S = 1.0
 DESCRIPTION = """\
@@ -55,7 +58,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def healthz() -> Health:
         return Health()
 
-    for router in (suites_router, runs_router, events_router, providers_router):
+    for router in (suites_router, runs_router, events_router, providers_router, audit_router):
         app.include_router(router)
     return app
 

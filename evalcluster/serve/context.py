@@ -1,4 +1,4 @@
-"""What the routes share: settings, the store and the suite registry, reached off the event loop.
+"""What the routes share: settings, the store, per-tenant suite registries and submission rules.
 
 Store calls are synchronous and may go to S3; run on the event loop they would stall every
 request of the replica, so `ServiceContext.call` runs them in a worker thread.
@@ -13,8 +13,11 @@ from typing import ParamSpec, TypeVar
 
 from fastapi import Request
 
+from evalcluster.serve.datasets import TenantDatasets
 from evalcluster.serve.settings import ServeSettings
+from evalcluster.spec.rules import SubmissionRules
 from evalcluster.store.fs import Store, open_store
+from evalcluster.store.layout import tenant_prefix
 from evalcluster.store.suites import SuiteRegistry
 
 P = ParamSpec("P")
@@ -26,14 +29,33 @@ class ServiceContext:
 
     def __init__(self, settings: ServeSettings):
         self.settings = settings
+        self.websockets: dict[str, int] = {}  # open event streams per tenant, this replica
+        self._submit_locks: dict[str, asyncio.Lock] = {}
 
     @cached_property
     def store(self) -> Store:
         return open_store(self.settings.store_uri, endpoint_url=self.settings.endpoint_url)
 
-    @cached_property
-    def suites(self) -> SuiteRegistry:
-        return SuiteRegistry(self.store)
+    def suites(self, tenant: str) -> SuiteRegistry:
+        """The suite registry of `tenant` (``tenants/<tenant>/suites/``)."""
+        return SuiteRegistry(self.store, prefix=f"{tenant_prefix(tenant)}suites/")
+
+    def rules(self, tenant: str) -> SubmissionRules:
+        """The rules `tenant`'s submitted suites are loaded under."""
+        settings = self.settings
+        return SubmissionRules(
+            registry=settings.registry,
+            client_providers=settings.client_providers,
+            client_networks=settings.client_networks,
+            datasets=TenantDatasets(
+                self.store, tenant, settings.dataset_roots, settings.endpoint_url
+            ),
+        )
+
+    def submit_lock(self, tenant: str) -> asyncio.Lock:
+        """Serialises one tenant's run submissions in this replica, so two at once cannot both
+        pass a quota that has room for one."""
+        return self._submit_locks.setdefault(tenant, asyncio.Lock())
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking call (store, registry, suite loading) in a worker thread."""

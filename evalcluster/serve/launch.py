@@ -9,8 +9,6 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from evalcluster.jobs.options import DEFAULT_STORE, DEFAULT_TRACKING_URI
-
 log = logging.getLogger("evalcluster.serve")
 
 APP_NAME = "evalcluster"
@@ -20,10 +18,11 @@ ALLOW_NO_AUTH_ENV = "EVALCLUSTER_ALLOW_NO_AUTH"
 def serve_forever(
     host: str = "127.0.0.1",
     port: int = 8000,
-    store: str = DEFAULT_STORE,
-    tracking_uri: str | None = DEFAULT_TRACKING_URI,
+    store: str | None = None,
+    tracking_uri: str | None = None,
     address: str | None = None,
     api_keys_file: str | None = None,
+    config: str | None = None,
     *,
     allow_no_auth: bool | None = None,
     stop: threading.Event | None = None,
@@ -32,8 +31,10 @@ def serve_forever(
 
     Without `address` Ray starts embedded in this process and ends with it (runs still going
     stop too, and can be resumed by run id); with one, the service joins that cluster and on
-    exit removes only its own application. Keys: ``$EVALCLUSTER_API_KEYS`` and/or
-    `api_keys_file`; with neither, it refuses to start (SpecError) unless `allow_no_auth`
+    exit removes only its own application. `config` names the service configuration file
+    (tenants, provider registry, dataset roots); `store`, `tracking_uri` and `api_keys_file`
+    override its values. Keys: the config's tenants, ``$EVALCLUSTER_API_KEYS`` and/or
+    `api_keys_file`; with none, it refuses to start (SpecError) unless `allow_no_auth`
     (default: ``$EVALCLUSTER_ALLOW_NO_AUTH``) is true.
     """
     import ray
@@ -45,14 +46,15 @@ def serve_forever(
     if allow_no_auth is None:
         allow_no_auth = os.environ.get(ALLOW_NO_AUTH_ENV, "").lower() in ("1", "true", "yes")
     # Built first: a bad argument or missing keys fail before Ray spends seconds starting.
-    application = build_app(
-        {
-            "store_uri": store,
-            "tracking_uri": tracking_uri or "none",
-            "api_keys_file": api_keys_file,
-            "allow_no_auth": allow_no_auth,
-        }
-    )
+    args: dict[str, object] = {
+        "config": config,
+        "store_uri": store,
+        "tracking_uri": tracking_uri,
+        "api_keys_file": api_keys_file,
+    }
+    if allow_no_auth:
+        args["allow_no_auth"] = True
+    application = build_app({k: v for k, v in args.items() if v is not None})
     if allow_no_auth:
         log.warning("authentication is OFF: anyone who can reach %s:%s can use the API", host, port)
     stop = stop or threading.Event()

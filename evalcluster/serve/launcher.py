@@ -9,13 +9,15 @@ mid-run leaves its runs going. The actor runs `run_suite` in a thread, so its me
 cancel) keep answering while the run goes on; once the run ends it stays `linger_s` seconds so
 a failure that happened before the run wrote its manifest can still be reported, then exits.
 
-If the node holding a driver dies the run stops where its manifest says; `evalcluster run
---run-id <id>` resumes it (committed shards are kept).
+If the node holding a driver dies the run stops where its manifest says and the service shows it
+``interrupted``; ``POST /v1/runs/{id}/resume`` (or `evalcluster run --run-id <id>`) resumes it
+(committed shards are kept).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -25,8 +27,11 @@ from typing import Any
 import ray
 
 from evalcluster.actors.run import NAMESPACE, get_live_run
+from evalcluster.errors import NotFoundError
 from evalcluster.jobs.options import RunOptions
 from evalcluster.spec.loader import LoadedSuite
+from evalcluster.store.fs import Store, open_store
+from evalcluster.store.layout import run_prefix
 
 log = logging.getLogger("evalcluster.serve")
 
@@ -102,11 +107,20 @@ class RunDriver:
             self.status, self.message = "failed", f"{type(exc).__name__}: {exc}"
             log.error("run %s failed:\n%s", self.run_id, traceback.format_exc())
         finally:
-            self.phase = "ended"
             self.ended_at = time.time()
+            self._write_outcome(options)
+            self.phase = "ended"
             timer = threading.Timer(self.linger_s, self._exit)
             timer.daemon = True
             timer.start()
+
+    def _write_outcome(self, options: RunOptions) -> None:
+        outcome = {"status": self.status, "message": self.message, "ended_at": self.ended_at}
+        try:
+            store = open_store(options.store, endpoint_url=options.endpoint_url)
+            store.put(outcome_key(self.run_id), json.dumps(outcome).encode())
+        except Exception:  # noqa: BLE001 - the store is down: state() still tells, while alive
+            log.exception("outcome of run %s not written", self.run_id)
 
     def _on_progress(self, snapshot: dict[str, Any]) -> None:
         self.snapshot = snapshot
@@ -126,6 +140,19 @@ class RunDriver:
     def _exit(self) -> None:
         with contextlib.suppress(Exception):
             ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
+def outcome_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}_outcome.json"
+
+
+def read_outcome(store: Store, run_id: str) -> dict[str, Any] | None:
+    """What the driver of `run_id` wrote when its run ended; None if nothing."""
+    try:
+        data = json.loads(store.get(outcome_key(run_id)))
+    except (NotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def launch_run(run_id: str, suite: LoadedSuite, options: RunOptions, linger_s: float) -> None:

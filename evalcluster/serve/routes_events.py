@@ -9,9 +9,11 @@ Messages (each a JSON object with a ``type``)::
     {"type": "end", "run": {...}}        last, with the final status and metrics; then close 1000
 
 Credentials: ``Authorization: Bearer <key>`` like every ``/v1`` route, or ``?token=<key>`` for
-browsers, whose WebSocket API cannot set headers. A refused handshake is an HTTP 401/403/404
+browsers, whose WebSocket API cannot set headers. A refused handshake is an HTTP 401/403/404/429
 answer when the server supports WebSocket denial responses (uvicorn and Ray Serve do), else
-the socket closes with 4401/4403/4404.
+the socket closes with 4401/4403/4404/4429. 429: the replica's (``max_websockets``) or the
+tenant's (``quotas.max_websockets``) event streams are all open; both caps keep streams from
+taking every request slot of a replica, so ``/healthz`` and the API keep answering.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -27,10 +30,17 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from evalcluster.actors.run import RunHandle, get_live_run
-from evalcluster.serve.auth import AuthResult, check_credentials
+from evalcluster.serve.auth import AuthResult, Principal, check_credentials
 from evalcluster.serve.context import ServiceContext
 from evalcluster.serve.errors import error_body
-from evalcluster.serve.runstatus import compose_status, gather_sources, is_terminal, is_valid_run_id
+from evalcluster.serve.owners import RunOwner, read_owner
+from evalcluster.serve.runstatus import (
+    RunSources,
+    compose_status,
+    gather_sources,
+    is_terminal,
+    is_valid_run_id,
+)
 from evalcluster.serve.schemas import RunStatus
 
 log = logging.getLogger("evalcluster.serve")
@@ -48,21 +58,69 @@ _DENIALS = {
 @router.websocket("/v1/runs/{run_id}/events")
 async def run_events(websocket: WebSocket, run_id: str) -> None:
     ctx: ServiceContext = websocket.app.state.context
-    verdict = check_credentials(
+    found = check_credentials(
         ctx.settings.api_keys,
         websocket.headers.get("authorization"),
         websocket.query_params.get("token"),
     )
-    if verdict is not AuthResult.OK:
-        status, code, detail = _DENIALS[verdict]
+    if isinstance(found, AuthResult):
+        status, code, detail = _DENIALS[found]
         await _deny(websocket, status, code, detail)
         return
-    sources = await gather_sources(ctx, run_id) if is_valid_run_id(run_id) else None
-    if sources is None or not sources.known:
-        await _deny(websocket, 404, 4404, f"no run {run_id!r}")
+    principal: Principal = found
+    with _stream_slot(ctx, principal) as refusal:
+        if refusal is not None:
+            await _deny(websocket, 429, 4429, refusal)
+            return
+        sources = await _visible_sources(ctx, principal, run_id)
+        if sources is None:
+            await _deny(websocket, 404, 4404, f"no run {run_id!r}")
+            return
+        await websocket.accept()
+        await _serve(websocket, ctx, run_id, sources)
+
+
+async def _visible_sources(
+    ctx: ServiceContext, principal: Principal, run_id: str
+) -> RunSources | None:
+    if not is_valid_run_id(run_id):
+        return None
+    owner = await ctx.call(read_owner, ctx.store, run_id)
+    if not principal.sees(owner.tenant if owner else None):
+        return None
+    sources = await gather_sources(ctx, run_id, owner)
+    return sources if sources.known else None
+
+
+@contextlib.contextmanager
+def _stream_slot(ctx: ServiceContext, principal: Principal) -> Iterator[str | None]:
+    """Holds one of the replica's and the tenant's event-stream slots while the body runs;
+    yields why not (a message) when either is full. Counted on the event loop's thread only,
+    so no lock is needed."""
+    open_now = sum(ctx.websockets.values())
+    mine = ctx.websockets.get(principal.tenant, 0)
+    if open_now >= ctx.settings.max_websockets:
+        yield f"the service has {open_now} event streams open, its limit: try again later"
         return
-    await websocket.accept()
-    stream = asyncio.create_task(_stream(websocket, ctx, run_id, compose_status(sources)))
+    if mine >= principal.quotas.max_websockets:
+        yield (
+            f"tenant {principal.tenant!r} has {mine} event streams open, its limit is "
+            f"{principal.quotas.max_websockets}: close one first"
+        )
+        return
+    ctx.websockets[principal.tenant] = mine + 1
+    try:
+        yield None
+    finally:
+        ctx.websockets[principal.tenant] -= 1
+
+
+async def _serve(
+    websocket: WebSocket, ctx: ServiceContext, run_id: str, sources: RunSources
+) -> None:
+    stream = asyncio.create_task(
+        _stream(websocket, ctx, run_id, compose_status(sources), sources.owner)
+    )
     listener = asyncio.create_task(_until_disconnect(websocket))
     done, pending = await asyncio.wait({stream, listener}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
@@ -74,7 +132,13 @@ async def run_events(websocket: WebSocket, run_id: str) -> None:
         await _close(websocket, 1011)
 
 
-async def _stream(websocket: WebSocket, ctx: ServiceContext, run_id: str, state: RunStatus) -> None:
+async def _stream(
+    websocket: WebSocket,
+    ctx: ServiceContext,
+    run_id: str,
+    state: RunStatus,
+    owner: RunOwner | None,
+) -> None:
     await websocket.send_json({"type": "state", "run": state.model_dump()})
     status, version = state.status, -1
     last_progress: dict[str, Any] | None = None
@@ -82,7 +146,7 @@ async def _stream(websocket: WebSocket, ctx: ServiceContext, run_id: str, state:
         live = await asyncio.to_thread(get_live_run, run_id)
         snapshot = await _next_snapshot(live, version) if live is not None else None
         if snapshot is None:  # not started yet, or just ended: ask every source
-            state = compose_status(await gather_sources(ctx, run_id))
+            state = compose_status(await gather_sources(ctx, run_id, owner))
             if state.status != status:
                 status = state.status
                 await websocket.send_json(_status_event(run_id, status, state.message))
@@ -100,7 +164,7 @@ async def _stream(websocket: WebSocket, ctx: ServiceContext, run_id: str, state:
             status = snapshot["status"]
             await websocket.send_json(_status_event(run_id, status, snapshot.get("message")))
         if is_terminal(status):  # the manifest and summary are written before this status
-            state = compose_status(await gather_sources(ctx, run_id))
+            state = compose_status(await gather_sources(ctx, run_id, owner))
         await asyncio.sleep(max(0.0, MIN_INTERVAL_S - (time.monotonic() - started)))
     await websocket.send_json({"type": "end", "run": state.model_dump()})
     await _close(websocket, 1000)
@@ -151,7 +215,9 @@ async def _until_disconnect(websocket: WebSocket) -> None:
 
 
 async def _deny(websocket: WebSocket, status: int, close_code: int, detail: str) -> None:
-    code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}[status]
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "too_many_requests"}[
+        status
+    ]
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         response = JSONResponse(error_body(code, detail), status_code=status, headers=headers)

@@ -1,9 +1,12 @@
-"""``/v1/runs``: start runs of stored suites, list them, follow them, page results, cancel."""
+"""``/v1/runs``: start runs of stored suites, list them, follow them, page results, cancel.
+
+Every run started here has an owner record (`evalcluster.serve.owners`); a caller sees its own
+tenant's runs, an admin every run, and anything else answers 404 as a run that does not exist.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -11,12 +14,16 @@ from fastapi import APIRouter, Depends, Query
 from evalcluster.actors.run import get_live_run
 from evalcluster.jobs.driver import new_run_id
 from evalcluster.jobs.options import RunOptions
-from evalcluster.jobs.prepare import prepare_suite_text
-from evalcluster.serve.auth import require_api_key
+from evalcluster.serve.audit import record
+from evalcluster.serve.auth import Principal, require_principal, require_role
 from evalcluster.serve.context import ServiceContext, get_context
+from evalcluster.serve.datasets import now_iso
 from evalcluster.serve.errors import ApiError
 from evalcluster.serve.jsonsafe import json_safe
 from evalcluster.serve.launcher import driver_run_ids, get_driver, launch_run
+from evalcluster.serve.owners import RunOwner, read_owner, write_owner
+from evalcluster.serve.quotas import admit, check_active_runs, mark_run, tenant_run_ids
+from evalcluster.serve.routes_suites import load_submitted_suite
 from evalcluster.serve.runstatus import (
     RunSources,
     compose_status,
@@ -44,17 +51,27 @@ from evalcluster.store.manifest import read_manifest
 router = APIRouter(
     prefix="/v1/runs",
     tags=["runs"],
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_principal)],
     responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
 )
 _NOT_FOUND = {404: {"model": ErrorBody}}
 
 
-async def known_run(ctx: ServiceContext, run_id: str) -> RunSources:
-    """Every source of `run_id`; 404 when none knows it."""
+async def visible_owner(ctx: ServiceContext, principal: Principal, run_id: str) -> RunOwner | None:
+    """The owner record of a run `principal` may see (None: a CLI run, admins only); 404 for
+    a run that does not exist or belongs to another tenant (the two look the same)."""
     if not is_valid_run_id(run_id):
         raise ApiError(404, f"no run {run_id!r}")
-    sources = await gather_sources(ctx, run_id)
+    owner = await ctx.call(read_owner, ctx.store, run_id)
+    if not principal.sees(owner.tenant if owner else None):
+        raise ApiError(404, f"no run {run_id!r}")
+    return owner
+
+
+async def known_run(ctx: ServiceContext, principal: Principal, run_id: str) -> RunSources:
+    """Every source of `run_id`; 404 when none knows it or the caller may not see it."""
+    owner = await visible_owner(ctx, principal, run_id)
+    sources = await gather_sources(ctx, run_id, owner)
     if not sources.known:
         raise ApiError(404, f"no run {run_id!r}")
     return sources
@@ -63,13 +80,9 @@ async def known_run(ctx: ServiceContext, run_id: str) -> RunSources:
 # -- starting ----------------------------------------------------------------------------------
 
 
-def _load_stored(ctx: ServiceContext, name: str, version: str | None) -> LoadedSuite:
-    stored = ctx.suites.get(name, version)
-    suite = prepare_suite_text(
-        stored.yaml_text,
-        location=f"suites/{name}/{stored.version}.yaml",
-        base_dir=Path(ctx.settings.base_dir),
-    )
+def _load_stored(ctx: ServiceContext, tenant: str, name: str, version: str | None) -> LoadedSuite:
+    stored = ctx.suites(tenant).get(name, version)
+    suite = load_submitted_suite(stored.yaml_text, ctx.rules(tenant))
     if suite.version != stored.version:
         raise ApiError(
             409,
@@ -102,25 +115,44 @@ def _new_run_id(suite_name: str) -> str:
     status_code=202,
     response_model=RunAccepted,
     summary="Start a run of a stored suite",
-    responses={**_NOT_FOUND, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        429: {"model": ErrorBody, "description": "A quota of the tenant is used up."},
+    },
 )
-async def start_run(body: RunRequest, ctx: ServiceContext = Depends(get_context)) -> RunAccepted:
+async def start_run(
+    body: RunRequest,
+    principal: Principal = Depends(require_role("runner")),
+    ctx: ServiceContext = Depends(get_context),
+) -> RunAccepted:
     """Starts a detached driver for the run and answers at once with its id."""
-    suite = await ctx.call(_load_stored, ctx, body.suite, body.version)
+    suite = await ctx.call(_load_stored, ctx, principal.tenant, body.suite, body.version)
     _check_targets(suite, body.targets)
-    run_id = _new_run_id(suite.spec.name)
-    options = RunOptions(
-        run_id=run_id,
-        targets=body.targets,
-        store=ctx.settings.store_uri,
-        endpoint_url=ctx.settings.endpoint_url,
-        tracking_uri=ctx.settings.tracking_uri,
-        max_samples=body.max_samples,
-        budget_usd=body.budget_usd,
-        no_cache=body.no_cache,
-        priority=body.priority,
-    )
-    await ctx.call(launch_run, run_id, suite, options, ctx.settings.driver_linger_s)
+    async with ctx.submit_lock(principal.tenant):
+        limits = await admit(ctx, principal, body, suite.spec.budget_usd)
+        run_id = _new_run_id(suite.spec.name)
+        owner = RunOwner(
+            run_id=run_id,
+            tenant=principal.tenant,
+            key_id=principal.key_id,
+            suite=suite.spec.name,
+            suite_version=suite.version,
+            created_at=now_iso(),
+            targets=body.targets,
+            max_samples=limits.max_samples,
+            budget_usd=limits.budget_usd,
+            no_cache=body.no_cache,
+            priority=body.priority,
+        )
+        await ctx.call(write_owner, ctx.store, owner)
+        await ctx.call(mark_run, ctx.store, principal.tenant, run_id, owner.created_at[:10])
+        await ctx.call(
+            launch_run, run_id, suite, run_options(ctx, owner), ctx.settings.driver_linger_s
+        )
+    await record(ctx, principal, "run.start", run_id=run_id, suite=suite.spec.name,
+                 version=suite.version, budget_usd=limits.budget_usd)  # fmt: skip
     base = f"/v1/runs/{run_id}"
     return RunAccepted(
         run_id=run_id,
@@ -132,30 +164,64 @@ async def start_run(body: RunRequest, ctx: ServiceContext = Depends(get_context)
             "events": f"{base}/events",
             "results": f"{base}/results",
             "cancel": f"{base}/cancel",
+            "resume": f"{base}/resume",
         },
+    )
+
+
+def run_options(ctx: ServiceContext, owner: RunOwner) -> RunOptions:
+    """The driver's options for the run `owner` records (a start or a resume)."""
+    return RunOptions(
+        run_id=owner.run_id,
+        targets=owner.targets,
+        store=ctx.settings.store_uri,
+        endpoint_url=ctx.settings.endpoint_url,
+        tracking_uri=ctx.settings.tracking_uri,
+        max_samples=owner.max_samples,
+        budget_usd=owner.budget_usd,
+        no_cache=owner.no_cache,
+        priority=owner.priority,
     )
 
 
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _list_manifests(ctx: ServiceContext) -> list[RunListItem]:
+def _list_items(ctx: ServiceContext, principal: Principal, live: list[str]) -> list[RunListItem]:
+    """The runs `principal` may see: its tenant's (from the submission markers), or every
+    run in the store for an admin; runs still starting have no manifest yet."""
+    if principal.is_admin:
+        run_ids = set(list_run_ids(ctx.store)) | set(live)
+    else:
+        run_ids = set(tenant_run_ids(ctx.store, principal.tenant))
     items = []
-    for run_id in list_run_ids(ctx.store):
+    for run_id in sorted(run_ids):
         if not is_valid_run_id(run_id):
             continue  # not written by us
-        manifest = read_manifest(ctx.store, run_id)
-        if manifest is None:
+        owner = read_owner(ctx.store, run_id)
+        if not principal.sees(owner.tenant if owner else None):
             continue
+        manifest = read_manifest(ctx.store, run_id)
+        if manifest is None and owner is None:
+            if run_id in live:
+                items.append(RunListItem(run_id=run_id, status="pending"))
+            continue
+        if manifest is None:
+            status = "pending" if run_id in live else "interrupted"
+        elif not manifest.is_terminal and run_id not in live:
+            status = "interrupted"
+        else:
+            status = manifest.status
         items.append(
             RunListItem(
                 run_id=run_id,
-                suite=manifest.suite,
-                suite_version=manifest.suite_version,
-                status=manifest.status,
-                targets=manifest.targets,
-                created_at=manifest.created_at.isoformat(),
-                updated_at=manifest.updated_at.isoformat(),
+                suite=manifest.suite if manifest else owner.suite,  # type: ignore[union-attr]
+                suite_version=manifest.suite_version if manifest else owner.suite_version,  # type: ignore[union-attr]
+                status=status,
+                targets=manifest.targets if manifest else list(owner.targets),  # type: ignore[union-attr]
+                created_at=manifest.created_at.isoformat() if manifest else owner.created_at,  # type: ignore[union-attr]
+                updated_at=manifest.updated_at.isoformat() if manifest else "",
+                tenant=owner.tenant if owner else None,
             )
         )
     return items
@@ -167,24 +233,12 @@ async def list_runs(
     status: str | None = Query(None, description="Only runs with this status."),
     offset: int = Query(0, ge=0, le=10**9),
     limit: int = Query(100, ge=1, le=1000),
+    principal: Principal = Depends(require_principal),
     ctx: ServiceContext = Depends(get_context),
 ) -> RunList:
-    """Runs in the store (from their manifests) plus runs still starting (no manifest yet)."""
-    items = await ctx.call(_list_manifests, ctx)
-    listed = {i.run_id for i in items}
-    for run_id in await ctx.call(driver_run_ids):
-        if run_id not in listed:
-            items.append(
-                RunListItem(
-                    run_id=run_id,
-                    suite="",
-                    suite_version="",
-                    status="pending",
-                    targets=[],
-                    created_at="",
-                    updated_at="",
-                )
-            )
+    """The caller's tenant's runs (an admin: every run in the store), newest first."""
+    live = await ctx.call(driver_run_ids)
+    items = await ctx.call(_list_items, ctx, principal, live)
     items = [
         i
         for i in items
@@ -202,8 +256,12 @@ async def list_runs(
     summary="A run's status, progress and metrics",
     responses=_NOT_FOUND,
 )
-async def get_run(run_id: str, ctx: ServiceContext = Depends(get_context)) -> RunStatus:
-    return compose_status(await known_run(ctx, run_id))
+async def get_run(
+    run_id: str,
+    principal: Principal = Depends(require_principal),
+    ctx: ServiceContext = Depends(get_context),
+) -> RunStatus:
+    return compose_status(await known_run(ctx, principal, run_id))
 
 
 def _read_page(
@@ -224,13 +282,15 @@ async def get_results(
     target: str | None = Query(None, description="Only this target's rows."),
     offset: int = Query(0, ge=0, le=10**12),
     limit: int = Query(100, ge=1, le=MAX_RESULTS_PAGE),
+    principal: Principal = Depends(require_principal),
     ctx: ServiceContext = Depends(get_context),
 ) -> ResultsPage:
     """Rows in a stable order (target, shard, row): committed shards only, so a page of a
     running run can grow at its end but never changes in front of it."""
-    if not is_valid_run_id(run_id):
-        raise ApiError(404, f"no run {run_id!r}")
+    owner = await visible_owner(ctx, principal, run_id)
     manifest = await ctx.call(read_manifest, ctx.store, run_id)
+    if manifest is None and owner is None and await driver_state(run_id) is None:
+        raise ApiError(404, f"no run {run_id!r}")
     if target is not None:
         try:
             check_partition_value("target", target)
@@ -238,7 +298,7 @@ async def get_results(
             raise ApiError(404, f"run {run_id!r} has no target {target!r}") from None
         if manifest is not None and target not in manifest.targets:
             raise ApiError(404, f"run {run_id!r} has no target {target!r}")
-    if manifest is None and await driver_state(run_id) is not None:
+    if manifest is None:
         rows: list[dict[str, Any]] = []  # still starting: known, but nothing committed yet
     else:
         # One extra row tells whether another page follows.
@@ -256,6 +316,57 @@ async def get_results(
     )
 
 
+# -- resuming --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/{run_id}/resume",
+    status_code=202,
+    response_model=RunAccepted,
+    summary="Finish an interrupted, cancelled or failed run",
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorBody, "description": "The run is going, or has finished."},
+        429: {"model": ErrorBody, "description": "The tenant has its quota of runs going."},
+    },
+)
+async def resume_run(
+    run_id: str,
+    principal: Principal = Depends(require_role("runner")),
+    ctx: ServiceContext = Depends(get_context),
+) -> RunAccepted:
+    """Starts a new driver on the same run: committed shards are kept, only what is missing
+    is evaluated (exactly once, as `evalcluster run --run-id` does), with the options the
+    run was started with."""
+    owner = await visible_owner(ctx, principal, run_id)
+    if owner is None:
+        raise ApiError(
+            409, f"run {run_id!r} was started from the command line; resume it there "
+            f"(`evalcluster run SUITE.yaml --run-id {run_id}`)",
+        )  # fmt: skip
+    status = compose_status(await gather_sources(ctx, run_id, owner))
+    if status.live or status.status == "pending":
+        raise ApiError(409, f"run {run_id!r} is {status.status}: nothing to resume yet")
+    if status.status == "finished":
+        raise ApiError(409, f"run {run_id!r} has finished: nothing is missing")
+    suite = await ctx.call(_load_stored, ctx, owner.tenant, owner.suite, owner.suite_version)
+    async with ctx.submit_lock(owner.tenant):
+        await check_active_runs(ctx, principal)
+        await ctx.call(
+            launch_run, run_id, suite, run_options(ctx, owner), ctx.settings.driver_linger_s
+        )
+    await record(ctx, principal, "run.resume", run_id=run_id, tenant=owner.tenant)
+    base = f"/v1/runs/{run_id}"
+    return RunAccepted(
+        run_id=run_id,
+        status="pending",
+        suite=owner.suite,
+        version=owner.suite_version,
+        links={"self": base, "events": f"{base}/events", "results": f"{base}/results",
+               "cancel": f"{base}/cancel", "resume": f"{base}/resume"},
+    )  # fmt: skip
+
+
 # -- cancelling --------------------------------------------------------------------------------
 
 
@@ -266,16 +377,21 @@ async def get_results(
     summary="Ask a run to stop",
     responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "The run has ended."}},
 )
-async def cancel_run(run_id: str, ctx: ServiceContext = Depends(get_context)) -> CancelAccepted:
+async def cancel_run(
+    run_id: str,
+    principal: Principal = Depends(require_role("runner")),
+    ctx: ServiceContext = Depends(get_context),
+) -> CancelAccepted:
     """Shards in flight finish and are kept; nothing more is dispatched; the run ends
-    ``killed`` and can be resumed from the command line."""
-    sources = await known_run(ctx, run_id)
+    ``killed`` and can be resumed (``POST /v1/runs/{id}/resume``)."""
+    sources = await known_run(ctx, principal, run_id)
     status = compose_status(sources)
     if is_terminal(status.status) or not status.live:
         raise ApiError(409, f"run {run_id!r} is not running (status {status.status})")
     sent = await asyncio.gather(_cancel_live_run(run_id), _cancel_driver(run_id))
     if not any(sent):
         raise ApiError(409, f"run {run_id!r} ended before the cancel reached it")
+    await record(ctx, principal, "run.cancel", run_id=run_id)
     return CancelAccepted(run_id=run_id, status=status.status, cancel_requested=True)
 
 

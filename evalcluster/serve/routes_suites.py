@@ -1,4 +1,4 @@
-"""``/v1/suites``: create, list, read and hide immutable, versioned suites."""
+"""``/v1/suites``: create, list, read and hide immutable, versioned suites, per tenant."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from evalcluster.errors import SpecError
 from evalcluster.jobs.prepare import prepare_suite_text
-from evalcluster.serve.auth import require_api_key
+from evalcluster.serve.audit import record
+from evalcluster.serve.auth import Principal, require_principal, require_role
 from evalcluster.serve.context import ServiceContext, get_context
 from evalcluster.serve.errors import ApiError
 from evalcluster.serve.schemas import (
@@ -24,12 +25,14 @@ from evalcluster.serve.schemas import (
     SuiteSummary,
 )
 from evalcluster.spec.loader import LoadedSuite
+from evalcluster.spec.rules import SubmissionRules
+from evalcluster.store.layout import TENANTS_PREFIX
 from evalcluster.store.suites import SuitePut, SuiteRegistry, VersionConflictError
 
 router = APIRouter(
     prefix="/v1/suites",
     tags=["suites"],
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_principal)],
     responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
 )
 _NAME = re.compile(NAME_PATTERN)
@@ -43,14 +46,18 @@ def suite_text(body: CreateSuiteRequest) -> str:
     return yaml.safe_dump(body.suite, sort_keys=False, allow_unicode=True)
 
 
-def load_submitted_suite(text: str, base_dir: str) -> LoadedSuite:
-    """Validate a suite as `evalcluster run` would; SpecError (422) names the field."""
+def load_submitted_suite(text: str, rules: SubmissionRules) -> LoadedSuite:
+    """Validate a submitted suite as `evalcluster run` would, under the service's rules;
+    SpecError (422) names the field and never quotes a server file or path."""
     try:
-        return prepare_suite_text(text, location=SUITE_LOCATION, base_dir=Path(base_dir))
+        return prepare_suite_text(
+            text, location=SUITE_LOCATION, base_dir=Path("/nonexistent"), rules=rules
+        )
     except (pa.ArrowException, OSError, UnicodeError, RecursionError) as exc:
-        # Readers below the loader can still fail on a hostile file; it is the client's input.
+        # Readers below the loader can still fail on a hostile file; it is the client's input,
+        # but the reader's message may quote the file or name a server path: not repeated.
         raise SpecError(
-            f"cannot load: {type(exc).__name__}: {exc}", location=SUITE_LOCATION
+            f"cannot load the suite's dataset ({type(exc).__name__})", location=SUITE_LOCATION
         ) from None
 
 
@@ -70,6 +77,20 @@ def check_name(name: str, what: str = "suite") -> str:
     return name
 
 
+_TENANT_QUERY = Query(
+    None, description="Admins: the tenant whose suites to use (default: the caller's own)."
+)
+
+
+def owner_tenant(principal: Principal, tenant: str | None) -> str:
+    """The tenant whose suites a request means: the caller's, or (admins) the one named."""
+    if tenant is None or tenant == principal.tenant:
+        return principal.tenant
+    if not principal.is_admin or not _NAME.match(tenant):
+        raise ApiError(404, f"no tenant {tenant!r}")
+    return tenant
+
+
 @router.post(
     "",
     status_code=201,
@@ -81,27 +102,46 @@ def check_name(name: str, what: str = "suite") -> str:
     },
 )
 async def create_suite(
-    body: CreateSuiteRequest, response: Response, ctx: ServiceContext = Depends(get_context)
+    body: CreateSuiteRequest,
+    response: Response,
+    principal: Principal = Depends(require_role("runner")),
+    ctx: ServiceContext = Depends(get_context),
 ) -> SuiteCreated:
-    """Validate the suite (and its dataset), store it under its content hash.
-
-    201 when the version is new, 200 when the same content was stored before.
-    """
-    suite = await ctx.call(load_submitted_suite, suite_text(body), ctx.settings.base_dir)
-    put = await ctx.call(store_suite, ctx.suites, suite)
-    versions = await ctx.call(ctx.suites.versions, suite.spec.name)
+    """Validate the suite (and its dataset), store it under its content hash, in the caller's
+    tenant. 201 when the version is new, 200 when the same content was stored before."""
+    rules = ctx.rules(principal.tenant)
+    suite = await ctx.call(load_submitted_suite, suite_text(body), rules)
+    registry = ctx.suites(principal.tenant)
+    put = await ctx.call(store_suite, registry, suite)
+    versions = await ctx.call(registry.versions, suite.spec.name)
     response.status_code = 201 if put.created else 200
+    await record(ctx, principal, "suite.create", suite=suite.spec.name, version=put.version)
     return SuiteCreated(
         name=suite.spec.name, version=put.version, created=put.created, versions=versions
     )
 
 
 @router.get("", response_model=SuiteList, summary="List the visible suites")
-async def list_suites(ctx: ServiceContext = Depends(get_context)) -> SuiteList:
-    infos = await ctx.call(ctx.suites.list)
-    return SuiteList(
-        suites=[SuiteSummary(name=i.name, latest=i.latest, versions=i.versions) for i in infos]
-    )
+async def list_suites(
+    tenant: str | None = _TENANT_QUERY,
+    principal: Principal = Depends(require_principal),
+    ctx: ServiceContext = Depends(get_context),
+) -> SuiteList:
+    """The caller's suites; an admin without `tenant` sees every tenant's."""
+    if principal.is_admin and tenant is None:
+        tenants = await ctx.call(ctx.store.list_dirs, TENANTS_PREFIX)
+    else:
+        tenants = [owner_tenant(principal, tenant)]
+    suites = []
+    for name in tenants:
+        if not _NAME.match(name):
+            continue
+        infos = await ctx.call(ctx.suites(name).list)
+        suites += [
+            SuiteSummary(name=i.name, latest=i.latest, versions=i.versions, tenant=name)
+            for i in infos
+        ]
+    return SuiteList(suites=suites)
 
 
 @router.get(
@@ -113,15 +153,18 @@ async def list_suites(ctx: ServiceContext = Depends(get_context)) -> SuiteList:
 async def get_suite(
     name: str,
     version: str | None = Query(None, description="A stored version; the latest by default."),
+    tenant: str | None = _TENANT_QUERY,
+    principal: Principal = Depends(require_principal),
     ctx: ServiceContext = Depends(get_context),
 ) -> SuiteDetail:
     """A hidden suite has no latest version, but its versions stay readable by number."""
     check_name(name)
     if version is not None and not _NAME.match(version):
         raise ApiError(404, f"suite {name!r} has no version {version!r}")
-    stored = await ctx.call(ctx.suites.get, name, version)
-    versions = await ctx.call(ctx.suites.versions, name)
-    hidden = await ctx.call(ctx.suites.is_hidden, name)
+    registry = ctx.suites(owner_tenant(principal, tenant))
+    stored = await ctx.call(registry.get, name, version)
+    versions = await ctx.call(registry.versions, name)
+    hidden = await ctx.call(registry.is_hidden, name)
     return SuiteDetail(
         name=name,
         version=stored.version,
@@ -138,12 +181,20 @@ async def get_suite(
     summary="Hide a suite name; its versions stay stored",
     responses={404: {"model": ErrorBody}},
 )
-async def delete_suite(name: str, ctx: ServiceContext = Depends(get_context)) -> SuiteDetail:
+async def delete_suite(
+    name: str,
+    tenant: str | None = _TENANT_QUERY,
+    principal: Principal = Depends(require_role("runner")),
+    ctx: ServiceContext = Depends(get_context),
+) -> SuiteDetail:
     """Hides the name from listings and version-less reads; storing it again shows it again."""
     check_name(name)
-    await ctx.call(ctx.suites.hide, name)
-    versions = await ctx.call(ctx.suites.versions, name)
-    latest = await ctx.call(ctx.suites.get, name, versions[-1])
+    owner = owner_tenant(principal, tenant)
+    registry = ctx.suites(owner)
+    await ctx.call(registry.hide, name)
+    versions = await ctx.call(registry.versions, name)
+    latest = await ctx.call(registry.get, name, versions[-1])
+    await record(ctx, principal, "suite.delete", suite=name, tenant=owner)
     return SuiteDetail(
         name=name,
         version=latest.version,

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from evalcluster.actors.run import get_live_run
 from evalcluster.serve.context import ServiceContext
-from evalcluster.serve.launcher import get_driver
+from evalcluster.serve.launcher import get_driver, read_outcome
+from evalcluster.serve.owners import RunOwner
 from evalcluster.serve.schemas import RunStatus, TargetStatus
 from evalcluster.store.layout import check_partition_value
 from evalcluster.store.manifest import TERMINAL_STATUSES, RunManifest, read_manifest, read_summary
 
 ACTOR_CALL_TIMEOUT_S = 10.0
+LAUNCH_GRACE_S = 30.0  # a run with an owner and no driver yet is starting, not interrupted
+INTERRUPTED = (
+    "no driver is working on this run any more (the service or its node stopped); "
+    "POST /v1/runs/{run_id}/resume finishes what is missing"
+)
 ORPHANED = (
     "no driver is working on this run any more; resume it with "
     "`evalcluster run SUITE.yaml --run-id {run_id}`"
@@ -37,10 +43,13 @@ class RunSources:
     summary: dict[str, Any] | None = None
     snapshot: dict[str, Any] | None = None  # from the live-run registry
     driver: dict[str, Any] | None = None  # RunDriver.state()
+    owner: RunOwner | None = None  # runs started over HTTP
+    outcome: dict[str, Any] | None = None  # what an exited driver left (`_outcome.json`)
 
     @property
     def known(self) -> bool:
-        return any(x is not None for x in (self.manifest, self.snapshot, self.driver))
+        parts = (self.manifest, self.snapshot, self.driver, self.owner)
+        return any(x is not None for x in parts)
 
 
 def is_valid_run_id(run_id: str) -> bool:
@@ -72,16 +81,25 @@ def compose_status(src: RunSources) -> RunStatus:
         status, message = driver["status"], driver["message"]
     elif driver is not None:
         status = "pending" if driver["phase"] == "starting" or manifest is None else "running"
+    elif src.outcome is not None and src.outcome.get("status") in TERMINAL_STATUSES:
+        status, message = src.outcome["status"], src.outcome.get("message")
+    elif src.owner is not None and manifest is None and _just_submitted(src.owner):
+        status = "pending"  # its driver is being created
+    elif src.owner is not None:
+        status, message = "interrupted", INTERRUPTED.format(run_id=src.run_id)
     elif manifest is not None:
         status, message = manifest.status, ORPHANED.format(run_id=src.run_id)
     else:
         status = "pending"
-    targets = _targets(manifest, src.summary, snapshot, terminal=is_terminal(status))
+    ended = is_terminal(status) or status == "interrupted"
+    targets = _targets(manifest, src.summary, snapshot, terminal=ended)
+    owner_suite = src.owner.suite if src.owner else None
+    owner_version = src.owner.suite_version if src.owner else None
     totals = [t.total for t in targets.values()]
     return RunStatus(
         run_id=src.run_id,
-        suite=manifest.suite if manifest else (snapshot or {}).get("suite"),
-        suite_version=manifest.suite_version if manifest else None,
+        suite=manifest.suite if manifest else (snapshot or {}).get("suite") or owner_suite,
+        suite_version=manifest.suite_version if manifest else owner_version,
         status=status,
         message=message,
         live=live,
@@ -138,6 +156,14 @@ def _targets(
     return out
 
 
+def _just_submitted(owner: RunOwner) -> bool:
+    try:
+        created = datetime.fromisoformat(owner.created_at)
+    except ValueError:
+        return False
+    return (datetime.now(UTC) - created).total_seconds() < LAUNCH_GRACE_S
+
+
 def _iso(value: datetime) -> str:
     return value.isoformat()
 
@@ -167,14 +193,18 @@ async def driver_state(run_id: str) -> dict[str, Any] | None:
         return None
 
 
-async def gather_sources(ctx: ServiceContext, run_id: str) -> RunSources:
+async def gather_sources(
+    ctx: ServiceContext, run_id: str, owner: RunOwner | None = None
+) -> RunSources:
     """Read every source of `run_id` (actors first: a run may end between the reads)."""
     snapshot, driver = await asyncio.gather(live_snapshot(run_id), driver_state(run_id))
     manifest = await ctx.call(read_manifest, ctx.store, run_id)
-    summary = None
+    summary = outcome = None
     if manifest is not None and manifest.is_terminal:
         summary = await ctx.call(read_summary, ctx.store, run_id)
-    return RunSources(run_id, manifest, summary, snapshot, driver)
+    elif driver is None and snapshot is None and owner is not None:
+        outcome = await ctx.call(read_outcome, ctx.store, run_id)
+    return RunSources(run_id, manifest, summary, snapshot, driver, owner, outcome)
 
 
 async def _awaitable(ref: Any) -> Any:

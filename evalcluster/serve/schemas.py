@@ -53,6 +53,7 @@ class SuiteSummary(BaseModel):
     name: str
     latest: str
     versions: list[str]
+    tenant: str = Field(description="The tenant the suite belongs to.")
 
 
 class SuiteList(BaseModel):
@@ -122,7 +123,10 @@ class RunStatus(BaseModel):
     run_id: str
     suite: str | None = None
     suite_version: str | None = None
-    status: str = Field(description="pending, running, finished, failed, killed, budget_exhausted")
+    status: str = Field(
+        description="pending, running, finished, failed, killed, budget_exhausted, or "
+        "interrupted (its driver is gone: POST /v1/runs/{id}/resume finishes it)"
+    )
     message: str | None = None
     live: bool = Field(description="Whether a driver is working on the run now.")
     cancel_requested: bool = False
@@ -138,12 +142,13 @@ class RunStatus(BaseModel):
 
 class RunListItem(BaseModel):
     run_id: str
-    suite: str
-    suite_version: str
+    suite: str = ""
+    suite_version: str = ""
     status: str
-    targets: list[str]
-    created_at: str
-    updated_at: str
+    targets: list[str] = Field(default_factory=list)
+    created_at: str = ""
+    updated_at: str = ""
+    tenant: str | None = Field(None, description="The owner; None for a command-line run.")
 
 
 class RunList(BaseModel):
@@ -187,3 +192,9 @@ class ProviderStatus(BaseModel):
 
 class ProviderList(BaseModel):
     providers: list[ProviderStatus]
+
+
+class AuditLog(BaseModel):
+    events: list[dict[str, Any]] = Field(
+        description="Newest first: at, tenant, key_id, role, action and what it acted on."
+    )

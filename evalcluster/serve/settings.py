@@ -1,13 +1,15 @@
-"""The service's configuration: one frozen value built from the Serve application's arguments.
+"""The service's settings: one frozen value built from the service configuration.
 
 `build_app` receives ``key=value`` strings from ``serve run`` or typed values from a Serve config
-file; `settings_from_args` accepts both. Local paths are made absolute here, in the process that
-parsed them, because Serve replicas and run drivers are Ray workers whose working directory is
-not the user's.
+file, and either may name a ``config`` file (see `evalcluster.serve.config`); `settings_from_args`
+validates them all and resolves what a replica needs (keys as digests, the provider registry).
+Local paths are made absolute here, in the process that parsed them, because Serve replicas and
+run drivers are Ray workers whose working directory is not the user's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,21 +18,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from evalcluster.errors import SpecError
-from evalcluster.jobs.options import DEFAULT_STORE, DEFAULT_TRACKING_URI
-from evalcluster.serve.auth import ApiKeys, load_api_keys
+from evalcluster.serve.auth import ApiKeys, load_api_keys, tenant_keys
+from evalcluster.serve.config import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    load_service_config,
+)
+from evalcluster.spec.loader import load_providers_file
+from evalcluster.spec.models import ProviderConfig
+from evalcluster.spec.rules import ClientProviders
 
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-DEFAULT_DRIVER_LINGER_S = 600.0
-_KNOWN_ARGS = {
-    "store_uri",
-    "endpoint_url",
-    "tracking_uri",
-    "api_keys_file",
-    "allow_no_auth",
-    "max_body_bytes",
-    "base_dir",
-    "driver_linger_s",
-}
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "ServeSettings",
+    "absolute_store_uri",
+    "absolute_tracking_uri",
+    "settings_from_args",
+]
 
 
 @dataclass(frozen=True)
@@ -42,44 +46,77 @@ class ServeSettings:
     endpoint_url: str | None = None
     tracking_uri: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    dataset_roots: tuple[str, ...] = ()
+    registry: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    client_providers: ClientProviders = "deny"
+    client_networks: tuple[str, ...] = ()
+    max_websockets: int = 256
+    driver_linger_s: float = 0.0
     base_dir: str = field(default_factory=os.getcwd)
-    driver_linger_s: float = DEFAULT_DRIVER_LINGER_S
 
 
 def settings_from_args(args: Mapping[str, Any]) -> ServeSettings:
-    """Validate the application arguments; SpecError names the bad one.
-
-    Refuses to build a service without API keys unless ``allow_no_auth`` is true.
-    """
-    unknown = sorted(set(args) - _KNOWN_ARGS)
-    if unknown:
-        known = ", ".join(sorted(_KNOWN_ARGS))
-        raise SpecError(f"unknown argument (known: {known})", field=unknown[0])
-    keys = load_api_keys(_optional_str(args.get("api_keys_file")))
-    allow_no_auth = _bool(args.get("allow_no_auth", False), "allow_no_auth")
-    if not keys and not allow_no_auth:
+    """Validate the application arguments (and the ``config`` file they may name); SpecError
+    names the bad field. Refuses to build a service without API keys unless ``allow_no_auth``."""
+    config = load_service_config(dict(args))
+    keys = load_api_keys(config.api_keys_file, quotas=config.default_quotas)
+    for name, tenant in config.tenants.items():
+        keys = keys.merged(tenant_keys(name, tenant, os.environ))
+    if not keys and not config.allow_no_auth:
         raise SpecError(
-            "no API keys configured: set EVALCLUSTER_API_KEYS (comma-separated) or pass an "
-            "api_keys_file (one key per line); to run without authentication set "
-            "allow_no_auth=true (for `evalcluster serve`: EVALCLUSTER_ALLOW_NO_AUTH=1)",
+            "no API keys configured: define tenants in the service configuration, set "
+            "EVALCLUSTER_API_KEYS (comma-separated) or pass an api_keys_file (one key per line); "
+            "to run without authentication set allow_no_auth=true (for `evalcluster serve`: "
+            "EVALCLUSTER_ALLOW_NO_AUTH=1)",
             field="api_keys",
         )
-    base_dir = Path(_optional_str(args.get("base_dir")) or os.getcwd()).resolve()
-    if not base_dir.is_dir():
-        raise SpecError(f"not a directory: {base_dir}", field="base_dir")
+    roots = list(config.datasets.roots)
+    base_dir = Path(config.base_dir or os.getcwd()).resolve()
+    if config.base_dir is not None:
+        if not base_dir.is_dir():
+            raise SpecError(f"not a directory: {base_dir}", field="base_dir")
+        roots.append(str(base_dir))
+    registry: dict[str, ProviderConfig] = {}
+    if config.providers_file:
+        registry = load_providers_file(Path(config.providers_file), "providers_file")
     return ServeSettings(
-        store_uri=absolute_store_uri(_optional_str(args.get("store_uri")) or DEFAULT_STORE),
+        store_uri=absolute_store_uri(config.store_uri),
         api_keys=keys,
-        endpoint_url=_optional_str(args.get("endpoint_url")),
-        tracking_uri=absolute_tracking_uri(args.get("tracking_uri", DEFAULT_TRACKING_URI)),
-        max_body_bytes=_positive_int(
-            args.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "max_body_bytes"
-        ),
+        endpoint_url=config.endpoint_url,
+        tracking_uri=absolute_tracking_uri(config.tracking_uri),
+        max_body_bytes=config.max_body_bytes,
+        max_upload_bytes=config.datasets.max_upload_bytes,
+        dataset_roots=tuple(_dataset_root(r, i) for i, r in enumerate(roots)),
+        registry=registry,
+        client_providers=config.client_providers,
+        client_networks=tuple(_network(n, i) for i, n in enumerate(config.client_networks)),
+        max_websockets=config.max_websockets,
+        driver_linger_s=config.driver_linger_s,
         base_dir=str(base_dir),
-        driver_linger_s=_non_negative_float(
-            args.get("driver_linger_s", DEFAULT_DRIVER_LINGER_S), "driver_linger_s"
-        ),
     )
+
+
+def _dataset_root(root: str, index: int) -> str:
+    """A root made canonical: an existing absolute folder (symlinks resolved) or s3:// prefix."""
+    if root.startswith("s3://"):
+        bucket = root.removeprefix("s3://").split("/", 1)[0]
+        if not bucket or ".." in root.split("/"):
+            raise SpecError(
+                f"not an s3://bucket/prefix: {root!r}", field=f"datasets.roots[{index}]"
+            )
+        return root if root.endswith("/") else root + "/"
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise SpecError(f"not a directory: {root}", field=f"datasets.roots[{index}]")
+    return str(path)
+
+
+def _network(cidr: str, index: int) -> str:
+    try:
+        return str(ipaddress.ip_network(cidr, strict=False))
+    except ValueError:
+        raise SpecError(f"not a network: {cidr!r}", field=f"client_networks[{index}]") from None
 
 
 def absolute_store_uri(uri: str) -> str:
@@ -108,34 +145,3 @@ def _optional_str(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
-
-
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("", "0", "false", "no", "off"):
-        return False
-    raise SpecError(f"expected true or false, got {value!r}", field=name)
-
-
-def _positive_int(value: Any, name: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise SpecError(f"expected a whole number, got {value!r}", field=name) from None
-    if number <= 0:
-        raise SpecError(f"must be positive, got {number}", field=name)
-    return number
-
-
-def _non_negative_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SpecError(f"expected a number, got {value!r}", field=name) from None
-    if not number >= 0:
-        raise SpecError(f"must be >= 0, got {value!r}", field=name)
-    return number

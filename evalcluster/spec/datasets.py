@@ -29,14 +29,30 @@ _BLOCK_BYTES = 4 << 20
 
 @dataclass(frozen=True)
 class DatasetRef:
-    """A resolved dataset location: a URI any worker can open, and its format."""
+    """A resolved dataset location: a URI any worker can open, and its format.
+
+    `label` is what error messages call it when the URI must not be shown (a server path in
+    the HTTP service); with a label, errors also leave out the reader's own message, which can
+    quote the file's content.
+    """
 
     uri: str
     format: str
+    label: str | None = None
+    endpoint_url: str | None = None  # S3 endpoint, when not the environment's
+
+    @property
+    def shown(self) -> str:
+        """How messages name the dataset."""
+        return self.label or self.uri
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         if self.uri.startswith("s3://"):
-            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            endpoint = (
+                self.endpoint_url
+                or os.environ.get("AWS_ENDPOINT_URL_S3")
+                or os.environ.get("AWS_ENDPOINT_URL")
+            )
             fs = pafs.S3FileSystem(endpoint_override=endpoint) if endpoint else pafs.S3FileSystem()
             return fs, self.uri.removeprefix("s3://")
         return pafs.LocalFileSystem(), self.uri
@@ -87,10 +103,11 @@ def iter_batches(ref: DatasetRef, batch_rows: int) -> Iterator[pa.RecordBatch]:
                     stream, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES)
                 )
             yield from _rebatch(reader, batch_rows)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError, UnicodeError) as exc:
+        detail = f": {exc}" if ref.label is None else f" (not valid {ref.format})"
         raise SpecError(
-            f"cannot read {ref.format} dataset {ref.uri}: {exc}", field="dataset"
-        ) from exc
+            f"cannot read {ref.format} dataset {ref.shown}{detail}", field="dataset"
+        ) from None
 
 
 def _rebatch(reader: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:

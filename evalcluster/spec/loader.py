@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from evalcluster.errors import SpecError
 from evalcluster.spec.datasets import DatasetRef, content_hash, iter_batches, resolve_dataset
 from evalcluster.spec.models import ProviderConfig, SuiteSpec
+from evalcluster.spec.rules import SubmissionRules, check_nesting
 
 VERSION_LENGTH = 16
 
@@ -36,9 +37,34 @@ class LoadedSuite:
     version: str
 
 
-def parse_yaml(text: str, location: str) -> dict[str, Any]:
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader that refuses anchors and aliases, before anything is expanded."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(
+                f"line {event.start_mark.line + 1}: YAML aliases (*name) are not accepted here"
+            )
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            raise yaml.YAMLError(
+                f"line {event.start_mark.line + 1}: YAML anchors (&name) are not accepted here"
+            )
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, location: str, *, allow_aliases: bool = True) -> dict[str, Any]:
+    """The YAML mapping in `text`; SpecError naming the line on bad YAML.
+
+    `allow_aliases` False refuses anchors and aliases (hostile input: a few hundred bytes of
+    nested aliases expand to gigabytes) and caps nesting at `MAX_NESTING` levels.
+    """
     try:
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader if allow_aliases else _NoAliasLoader
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - SafeLoader or a subclass
+    except RecursionError:
+        raise SpecError("invalid YAML: nested too deeply", location=location) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -46,6 +72,11 @@ def parse_yaml(text: str, location: str) -> dict[str, Any]:
         raise SpecError(f"invalid YAML: {where}{problem}", location=location) from exc
     if not isinstance(data, dict):
         raise SpecError("a suite file must be a YAML mapping", location=location)
+    if not allow_aliases:
+        try:
+            check_nesting(data)
+        except SpecError as exc:
+            raise SpecError(exc.message, location=location) from None
     return data
 
 
@@ -102,23 +133,31 @@ def load_suite(path: str | Path) -> LoadedSuite:
     return load_suite_text(path.read_text(), location=str(path), base_dir=path.parent)
 
 
-def load_suite_text(text: str, *, location: str, base_dir: Path) -> LoadedSuite:
-    data = parse_yaml(text, location)
+def load_suite_text(
+    text: str, *, location: str, base_dir: Path, rules: SubmissionRules | None = None
+) -> LoadedSuite:
+    """Load a suite from its text. With `rules` (a suite submitted to the service) providers
+    and the dataset are resolved under them and relative paths mean nothing on the server."""
+    data = parse_yaml(text, location, allow_aliases=rules is None)
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as exc:
         raise validation_to_spec_error(exc, location) from exc
     try:
-        return _resolve(spec, text, location, base_dir)
+        return _resolve(spec, text, location, base_dir, rules)
     except SpecError as exc:
         if exc.location is None:
             raise SpecError(exc.message, field=exc.field, location=location) from exc
         raise
 
 
-def _resolve(spec: SuiteSpec, text: str, location: str, base_dir: Path) -> LoadedSuite:
+def _resolve(
+    spec: SuiteSpec, text: str, location: str, base_dir: Path, rules: SubmissionRules | None
+) -> LoadedSuite:
     providers = dict(spec.providers)
-    if spec.providers_file:
+    if rules is not None:
+        providers = rules.providers_for(spec)
+    elif spec.providers_file:
         shared_path = Path(spec.providers_file)
         if not shared_path.is_absolute() and (base_dir / shared_path).is_file():
             shared_path = base_dir / shared_path
@@ -127,7 +166,12 @@ def _resolve(spec: SuiteSpec, text: str, location: str, base_dir: Path) -> Loade
     spec = spec.model_copy(update={"providers": providers})
     _check_provider_references(spec)
 
-    dataset = resolve_dataset(spec.dataset.path, spec.dataset.format, base_dir)
+    if rules is not None and rules.datasets is not None:
+        dataset = rules.datasets.resolve(spec.dataset.path, spec.dataset.format)
+    elif rules is not None:
+        raise SpecError("this service accepts no dataset paths", field="dataset.path")
+    else:
+        dataset = resolve_dataset(spec.dataset.path, spec.dataset.format, base_dir)
     columns = _dataset_columns(dataset)
     _check_columns(spec, columns)
     digest = content_hash(dataset)
@@ -167,7 +211,7 @@ def _check_provider_references(spec: SuiteSpec) -> None:
 def _dataset_columns(dataset: DatasetRef) -> tuple[str, ...]:
     for batch in iter_batches(dataset, 1):
         return tuple(batch.schema.names)
-    raise SpecError(f"dataset is empty: {dataset.uri}", field="dataset.path")
+    raise SpecError(f"dataset is empty: {dataset.shown}", field="dataset.path")
 
 
 def _check_columns(spec: SuiteSpec, columns: tuple[str, ...]) -> None:

@@ -125,6 +125,18 @@ class ProviderConfig(StrictModel):
     allow_private_network: bool = Field(
         False, description="Allow link-local and cloud metadata addresses (custom, local)."
     )
+    from_client: bool = Field(
+        False,
+        description="Set by the HTTP service on every provider a submitted suite defines "
+        "itself: such a provider never gets a server-held key and reaches only public "
+        "addresses, checked again each time a connection is made. A suite's own value is "
+        "overwritten.",
+    )
+    client_networks: list[str] = Field(
+        default_factory=list,
+        description="Set by the HTTP service beside from_client: the operator's extra networks "
+        "(CIDR) such a provider may reach. A suite's own value is overwritten.",
+    )
     simulator: SimulatorOptions = Field(default_factory=SimulatorOptions)
 
     @model_validator(mode="after")

@@ -5,6 +5,10 @@ suites/<name>/<version>.yaml                          immutable suite versions
 runs/run_id=<id>/_manifest.json                       spec, versions, code version, status, shards
 runs/run_id=<id>/target=<name>/shard-<k>.parquet      one row per sample x target x epoch
 runs/run_id=<id>/_summary.json                        aggregates per target and scorer
+runs/run_id=<id>/_owner.json                          HTTP runs: tenant, suite, options
+tenants/<tenant>/suites/<name>/<version>.yaml         suites submitted over HTTP, per tenant
+tenants/<tenant>/datasets/...                         datasets uploaded over HTTP
+audit/<yyyy-mm-dd>/<time>-<id>.json                   who did what through the service
 ```
 
 The run-level JSON files start with ``_`` because pyarrow's dataset discovery reads every file
@@ -28,6 +32,8 @@ from evalcluster.errors import StoreError
 
 RUNS_PREFIX = "runs/"
 SUITES_PREFIX = "suites/"
+TENANTS_PREFIX = "tenants/"
+AUDIT_PREFIX = "audit/"
 
 _CHARSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _NO_LETTERS = re.compile(r"^[0-9._+-]*$")  # integers, decimals, dates, timestamps
@@ -100,6 +106,16 @@ def manifest_key(run_id: str) -> str:
 def summary_key(run_id: str) -> str:
     """The key of a run's summary."""
     return f"{run_prefix(run_id)}_summary.json"
+
+
+def owner_key(run_id: str) -> str:
+    """The key of a run's owner record (runs started over HTTP)."""
+    return f"{run_prefix(run_id)}_owner.json"
+
+
+def tenant_prefix(tenant: str) -> str:
+    """``tenants/<tenant>/``: what the service keeps for one tenant."""
+    return f"{TENANTS_PREFIX}{check_name('tenant name', tenant)}/"
 
 
 class ShardFile(NamedTuple):

@@ -6,6 +6,8 @@ suites/<name>/_versions/<ns>-<version>    empty marker; <ns> (creation time, 20 
 suites/<name>/_hidden                     present while the name is hidden (DELETE /v1/suites/x)
 ```
 
+The service keeps each tenant's suites the same way under ``tenants/<tenant>/suites/``.
+
 Creation order comes from the marker names, found with one listing, instead of a shared
 ``_index.json``: two writers adding versions at once would each rewrite such an index and one
 entry would be lost, while markers are separate objects that cannot overwrite each other. A
@@ -61,11 +63,13 @@ class SuiteInfo:
 class SuiteRegistry:
     """Named, versioned suite files in `store`. Sync; callers run it in a thread."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, prefix: str = SUITES_PREFIX):
+        """`prefix`: the folder of the suites (``tenants/<t>/suites/`` for a tenant's)."""
         self.store = store
+        self.prefix = prefix
 
     def _folder(self, name: str) -> str:
-        return f"{SUITES_PREFIX}{check_name('suite name', name)}/"
+        return f"{self.prefix}{check_name('suite name', name)}/"
 
     def _version_key(self, name: str, version: str) -> str:
         return f"{self._folder(name)}{check_name('suite version', version)}.yaml"
@@ -142,7 +146,7 @@ class SuiteRegistry:
     def list(self) -> list[SuiteInfo]:
         """The visible suites, by name."""
         infos = []
-        for name in self.store.list_dirs(SUITES_PREFIX):
+        for name in self.store.list_dirs(self.prefix):
             try:
                 check_name("suite name", name)
             except StoreError:

@@ -11,6 +11,7 @@ from evalcluster.serve.auth import (
     KEYS_ENV,
     ApiKeys,
     AuthResult,
+    Principal,
     bearer_token,
     check_credentials,
     load_api_keys,
@@ -58,7 +59,7 @@ def test_keys_are_kept_only_as_digests_and_never_shown():
     keys = ApiKeys.of([secret])
     assert secret not in repr(keys) and secret not in str(keys)
     assert secret.encode() not in pickle.dumps(keys)
-    assert repr(keys) == "ApiKeys(1 key(s))"
+    assert repr(keys) == "ApiKeys(1 key(s), 1 tenant(s))"
 
 
 @pytest.mark.parametrize(
@@ -80,7 +81,7 @@ def test_bearer_token_parsing(header, token):
 
 def test_the_header_wins_over_the_query_token():
     keys = ApiKeys.of(["good"])
-    assert check_credentials(keys, "Bearer good", "bad") is AuthResult.OK
-    assert check_credentials(keys, None, "good") is AuthResult.OK
+    assert isinstance(check_credentials(keys, "Bearer good", "bad"), Principal)
+    assert isinstance(check_credentials(keys, None, "good"), Principal)
     assert check_credentials(keys, "Bearer bad", "good") is AuthResult.WRONG
     assert check_credentials(keys, None, None) is AuthResult.MISSING

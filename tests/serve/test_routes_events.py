@@ -83,7 +83,7 @@ def test_a_late_client_gets_the_final_state_and_the_end_at_once(service, streame
 
 def test_browsers_may_pass_the_key_as_a_token_query_parameter(service, streamed_run):
     run_id, _ = streamed_run
-    late = events(service, run_id, token=service.other_key, header=False)
+    late = events(service, run_id, token=service.key, header=False)
     assert late[-1]["type"] == "end"
 
 

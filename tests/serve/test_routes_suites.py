@@ -66,7 +66,9 @@ def test_listing_shows_visible_suites_with_their_versions(service, api):
         "name": "listed",
         "latest": created["version"],
         "versions": [created["version"]],
+        "tenant": suites["listed"]["tenant"],
     }
+    assert suites["listed"]["tenant"].startswith("key-")  # a bare key is its own tenant
 
 
 def test_deleting_hides_the_name_but_keeps_its_versions_readable(service, api):
