@@ -288,6 +288,7 @@ class ProviderActor:
         return {
             "provider": self.name,
             "kind": self.config.kind,
+            "from_client": self.config.from_client,
             "breaker": self.breaker.state,
             "breaker_detail": self.breaker.status(),
             "restarted": self.restarted,

@@ -164,7 +164,7 @@ def _relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
         return value
 
     out = dict(data)
-    for key in ("providers_file", "api_keys_file"):
+    for key in ("providers_file", "api_keys_file", "store_uri", "base_dir"):
         if key in out:
             out[key] = fix(out[key])
     tenants = out.get("tenants")

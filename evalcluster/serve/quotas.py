@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from evalcluster.serve.auth import Principal
+from evalcluster.serve.config import Quotas
 from evalcluster.serve.errors import ApiError
 from evalcluster.serve.launcher import driver_run_ids
 from evalcluster.serve.owners import read_owner
@@ -87,16 +88,16 @@ def active_runs(store: Store, tenant: str, live: set[str]) -> int:
     return mine
 
 
-async def check_active_runs(ctx: ServiceContext, principal: Principal) -> set[str]:
-    """429 when `principal`'s tenant has its quota of runs going; the live run ids."""
+async def check_active_runs(ctx: ServiceContext, tenant: str, quotas: Quotas) -> set[str]:
+    """429 when `tenant` has its quota of runs going; the live run ids."""
     live = set(await asyncio.to_thread(driver_run_ids))
-    limit = principal.quotas.max_active_runs
+    limit = quotas.max_active_runs
     if limit is not None:
-        going = await ctx.call(active_runs, ctx.store, principal.tenant, live)
+        going = await ctx.call(active_runs, ctx.store, tenant, live)
         if going >= limit:
             raise ApiError(
                 429,
-                f"tenant {principal.tenant!r} has {going} runs going, its limit is {limit}: "
+                f"tenant {tenant!r} has {going} runs going, its limit is {limit}: "
                 "wait for one to end (or cancel one)",
                 headers={"Retry-After": "30"},
             )
@@ -135,7 +136,7 @@ async def admit(
                 field="budget_usd",
             )
         budget = min(budget, ceiling) if budget is not None else ceiling
-    live = await check_active_runs(ctx, principal)
+    live = await check_active_runs(ctx, principal.tenant, quotas)
     daily = quotas.max_budget_usd_per_day
     if daily is not None:
         spent = await ctx.call(committed_today, ctx.store, principal.tenant, live)

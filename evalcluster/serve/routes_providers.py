@@ -13,7 +13,7 @@ import ray
 from fastapi import APIRouter, Depends
 
 from evalcluster.actors.run import NAMESPACE
-from evalcluster.serve.auth import require_api_key
+from evalcluster.serve.auth import Principal, require_principal
 from evalcluster.serve.jsonsafe import json_safe
 from evalcluster.serve.schemas import ErrorBody, ProviderList, ProviderStatus
 
@@ -23,7 +23,7 @@ STATUS_TIMEOUT_S = 5.0
 router = APIRouter(
     prefix="/v1/providers",
     tags=["providers"],
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_principal)],
     responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
 )
 
@@ -37,7 +37,7 @@ def _provider_actor_names() -> list[str]:
     )
 
 
-async def _status(name: str) -> ProviderStatus | None:
+async def _status(name: str, principal: Principal) -> ProviderStatus | None:
     try:
         actor = await asyncio.to_thread(ray.get_actor, name, namespace=NAMESPACE)
         status: dict[str, Any] = await asyncio.wait_for(
@@ -45,6 +45,8 @@ async def _status(name: str) -> ProviderStatus | None:
         )
     except Exception:  # noqa: BLE001 - retired (its run ended) since it was listed
         return None
+    if status.get("from_client") and not principal.is_admin:
+        return None  # an endpoint some tenant's suite defined: not everyone's business
     return ProviderStatus(
         provider=status.get("provider", name),
         actor=name,
@@ -60,10 +62,11 @@ async def _status(name: str) -> ProviderStatus | None:
 
 
 @router.get("", response_model=ProviderList, summary="Provider endpoints' live state")
-async def list_providers() -> ProviderList:
-    """One entry per provider actor alive in the cluster (simulated ones live for their run)."""
+async def list_providers(principal: Principal = Depends(require_principal)) -> ProviderList:
+    """One entry per provider actor alive in the cluster (simulated ones live for their run);
+    endpoints that a tenant's suite defined itself are listed to admins only."""
     names = await asyncio.to_thread(_provider_actor_names)
-    rows = await asyncio.gather(*(_status(n) for n in names))
+    rows = await asyncio.gather(*(_status(n, principal) for n in names))
     return ProviderList(providers=[r for r in rows if r is not None])
 
 

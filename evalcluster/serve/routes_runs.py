@@ -351,7 +351,9 @@ async def resume_run(
         raise ApiError(409, f"run {run_id!r} has finished: nothing is missing")
     suite = await ctx.call(_load_stored, ctx, owner.tenant, owner.suite, owner.suite_version)
     async with ctx.submit_lock(owner.tenant):
-        await check_active_runs(ctx, principal)
+        # The owner's quota, also when an admin resumes another tenant's run.
+        info = ctx.settings.api_keys.tenant(owner.tenant)
+        await check_active_runs(ctx, owner.tenant, info.quotas if info else principal.quotas)
         await ctx.call(
             launch_run, run_id, suite, run_options(ctx, owner), ctx.settings.driver_linger_s
         )
