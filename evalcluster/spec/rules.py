@@ -90,7 +90,22 @@ class SubmissionRules:
             providers[name] = config.model_copy(
                 update={"from_client": True, "client_networks": list(self.client_networks)}
             )
-        return providers
+        return _used(spec, providers)
+
+
+def _used(spec: SuiteSpec, providers: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+    """The providers the suite's targets and judges reach, fallbacks included: the registry's
+    others stay out of the suite (and out of its version, and no simulator starts for them).
+    A name that is not defined stays unresolved here; the loader reports it by its field."""
+    wanted = [t.provider for t in (*spec.targets, *spec.judges)]
+    used: dict[str, ProviderConfig] = {}
+    while wanted:
+        name = wanted.pop()
+        if name in used or name not in providers:
+            continue
+        used[name] = providers[name]
+        wanted.extend(providers[name].fallback)
+    return used
 
 
 def check_nesting(value: object, *, limit: int = MAX_NESTING, field: str | None = None) -> None:

@@ -61,6 +61,17 @@ def test_registry_providers_are_usable_and_the_dataset_goes_through_the_resolver
     assert data.asked == ["dataset:mine"]
 
 
+def test_only_the_registry_providers_a_suite_reaches_become_part_of_it(data):
+    registry = {
+        **REGISTRY,
+        "op-backup": ProviderConfig(kind="simulated"),
+        "op-unused": ProviderConfig(kind="simulated"),
+    }
+    registry["op-openai"] = registry["op-openai"].model_copy(update={"fallback": ["op-backup"]})
+    loaded = load(suite(), SubmissionRules(registry=registry, datasets=data))
+    assert set(loaded.spec.providers) == {"op-openai", "op-backup"}
+
+
 def test_deny_refuses_a_suite_defined_endpoint_naming_it(data):
     own = {"mine": {"kind": "local", "base_url": "http://example.com/v1"}}
     with pytest.raises(SpecError) as err:
@@ -101,7 +112,7 @@ def test_no_secrets_marks_own_endpoints_from_client_whatever_the_suite_says(data
         client_networks=("192.0.2.0/24",),
         datasets=data,
     )
-    loaded = load(suite(own), rules)
+    loaded = load(suite(own).replace("provider: op-openai", "provider: mine"), rules)
     mine = loaded.spec.providers["mine"]
     assert mine.from_client is True
     assert mine.client_networks == ["192.0.2.0/24"]
