@@ -26,7 +26,10 @@ from ray.serve.config import BackpressureConfig
 from evalcluster.serve.context import ServiceContext
 from evalcluster.serve.errors import install_error_handlers
 from evalcluster.serve.middleware import BodySizeLimit, ErrorGuard
+from evalcluster.serve.openapi import install_openapi
 from evalcluster.serve.routes_audit import router as audit_router
+from evalcluster.serve.routes_datasets import UPLOAD_PATH
+from evalcluster.serve.routes_datasets import router as datasets_router
 from evalcluster.serve.routes_events import router as events_router
 from evalcluster.serve.routes_providers import router as providers_router
 from evalcluster.serve.routes_runs import router as runs_router
@@ -50,15 +53,21 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="evalcluster", version="1", description=DESCRIPTION)
     app.state.context = ServiceContext(settings)
     install_error_handlers(app)
+    install_openapi(app)
     # Added last is outermost: the size limit sees the raw request before anything else.
     app.add_middleware(ErrorGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        limits={f"POST {UPLOAD_PATH}": settings.max_upload_bytes},
+    )
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness; no auth")
     async def healthz() -> Health:
         return Health()
 
-    for router in (suites_router, runs_router, events_router, providers_router, audit_router):
+    routers = (suites_router, datasets_router, runs_router, events_router, providers_router)
+    for router in (*routers, audit_router):
         app.include_router(router)
     return app
 

@@ -31,6 +31,7 @@ class ServiceContext:
         self.settings = settings
         self.websockets: dict[str, int] = {}  # open event streams per tenant, this replica
         self._submit_locks: dict[str, asyncio.Lock] = {}
+        self._dataset_locks: dict[str, asyncio.Lock] = {}
 
     @cached_property
     def store(self) -> Store:
@@ -56,6 +57,11 @@ class ServiceContext:
         """Serialises one tenant's run submissions in this replica, so two at once cannot both
         pass a quota that has room for one."""
         return self._submit_locks.setdefault(tenant, asyncio.Lock())
+
+    def dataset_lock(self, tenant: str) -> asyncio.Lock:
+        """Serialises one tenant's dataset uploads and deletions in this replica (the quota
+        count, and whether other names still point at the bytes a change would delete)."""
+        return self._dataset_locks.setdefault(tenant, asyncio.Lock())
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking call (store, registry, suite loading) in a worker thread."""

@@ -88,7 +88,15 @@ def now_iso() -> str:
 
 @dataclass(frozen=True)
 class TenantDatasets:
-    """The dataset resolver of one tenant's submitted suites (a `spec.rules.DatasetResolver`)."""
+    """The dataset resolver of one tenant's submitted suites (a `spec.rules.DatasetResolver`).
+
+    ``dataset:<name>`` is looked up in this tenant's uploads only. Any other path is located
+    first and its format inferred after, so every refusal reads alike. Local roots are resolved
+    here too (a root given as a symlink, or relative), the candidate is resolved (symlinks,
+    ``..``) and must lie under the root it was joined to; the store's own folder (or ``s3://``
+    prefix) is never a dataset even when a root contains it: it holds every tenant's uploads
+    and results.
+    """
 
     store: Store
     tenant: str
@@ -100,12 +108,14 @@ class TenantDatasets:
             raise _no_such(path)
         if path.startswith(UPLOAD_SCHEME):
             return self._uploaded(path.removeprefix(UPLOAD_SCHEME), declared_format, path)
-        fmt = infer_format(path, declared_format)
         if path.startswith("s3://"):
-            return self._s3(path, fmt)
-        if "://" in path:
+            located = self._s3(path)
+        elif "://" in path:
             raise _no_such(path)
-        return self._local(path, fmt)
+        else:
+            located = self._local(path)
+        fmt = infer_format(path, declared_format)
+        return DatasetRef(located, fmt, label=path, endpoint_url=self.endpoint_url)
 
     def _uploaded(self, name: str, declared_format: str | None, shown: str) -> DatasetRef:
         try:
@@ -122,22 +132,50 @@ class TenantDatasets:
         uri = self.store.full_uri(data_key(self.tenant, record.sha256, record.format))
         return DatasetRef(uri, record.format, label=shown, endpoint_url=self.endpoint_url)
 
-    def _s3(self, path: str, fmt: str) -> DatasetRef:
+    def _s3(self, path: str) -> str:
         segments = path.removeprefix("s3://").split("/")
         if any(s in ("", ".", "..") for s in segments) or "\\" in path or "%" in path:
             raise _no_such(path)
+        store_root = self.store.full_uri().rstrip("/") + "/"
+        if path.startswith(store_root):
+            raise _no_such(path)
         for root in self.roots:
-            if root.startswith("s3://") and path.startswith(root):
-                return DatasetRef(path, fmt, label=path, endpoint_url=self.endpoint_url)
+            if not root.startswith("s3://"):
+                continue
+            prefix = root if root.endswith("/") else root + "/"
+            if path.startswith(prefix):
+                return path
         raise _no_such(path)
 
-    def _local(self, path: str, fmt: str) -> DatasetRef:
+    def _local(self, path: str) -> str:
         written = Path(path)
-        for root in (Path(r) for r in self.roots if not r.startswith("s3://")):
-            candidate = (written if written.is_absolute() else root / written).resolve()
-            if candidate.is_relative_to(root) and candidate.is_file():
-                return DatasetRef(str(candidate), fmt, label=path)
+        store_root = _local_store_root(self.store)
+        for root_text in self.roots:
+            if root_text.startswith("s3://"):
+                continue
+            try:
+                root = Path(root_text).resolve()
+                candidate = (written if written.is_absolute() else root / written).resolve()
+                if not candidate.is_relative_to(root):
+                    continue
+                if store_root is not None and candidate.is_relative_to(store_root):
+                    continue
+                if candidate.is_file():
+                    return str(candidate)
+            except (OSError, RuntimeError, ValueError):  # loops, names too long: not found
+                continue
         raise _no_such(path)
+
+
+def _local_store_root(store: Store) -> Path | None:
+    """The store's folder, symlinks resolved; None for a store that is not a local folder."""
+    uri = store.full_uri()
+    if "://" in uri:
+        return None
+    try:
+        return Path(uri).resolve()
+    except (OSError, RuntimeError):
+        return Path(uri)
 
 
 def _no_such(path: Any) -> SpecError:

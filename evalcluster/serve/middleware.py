@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -37,26 +38,43 @@ async def send_json(
 
 
 class BodySizeLimit:
-    """413 for bodies over `max_bytes`: by Content-Length up front, else while streaming.
+    """413 for bodies over the limit: by Content-Length up front, else while streaming.
 
     A chunked upload has no Content-Length, so the bytes received are counted too and the
     request is cut off as soon as it passes the limit, before the body is buffered whole.
+    The limit is `max_bytes`, except for the requests named in `limits`: ``"METHOD /path"``
+    (the exact path, without the app's root path) to its own limit, e.g. the dataset upload
+    route, ``{"POST /v1/datasets": max_upload_bytes}``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = {_limit_key(k): v for k, v in (limits or {}).items()}
+
+    def limit_for(self, scope: Scope) -> int:
+        """The body limit of the request `scope` describes."""
+        if not self.limits:
+            return self.max_bytes
+        method = str(scope.get("method", "")).upper()
+        path = str(scope.get("path", ""))
+        root = str(scope.get("root_path", "") or "")
+        found = self.limits.get(f"{method} {path}")
+        if found is None and root and path.startswith(root):
+            found = self.limits.get(f"{method} {path[len(root) :] or '/'}")
+        return self.max_bytes if found is None else found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope)
         declared = _content_length(scope)
         if declared == -1:
             await send_json(send, 400, error_body("bad_request", "invalid Content-Length header"))
             return
-        if declared is not None and declared > self.max_bytes:
-            await send_json(send, 413, self._too_large())
+        if declared is not None and declared > limit:
+            await send_json(send, 413, _too_large(limit))
             return
         received = 0
         started = False
@@ -66,8 +84,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLargeError(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -80,12 +98,18 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
-                await send_json(send, 413, self._too_large())
+                await send_json(send, 413, _too_large(limit))
 
-    def _too_large(self) -> dict[str, Any]:
-        return error_body(
-            "payload_too_large", f"request body is larger than {self.max_bytes} bytes"
-        )
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return error_body("payload_too_large", f"request body is larger than {limit} bytes")
+
+
+def _limit_key(key: str) -> str:
+    method, _, path = key.strip().partition(" ")
+    if not method or not path.startswith("/"):
+        raise ValueError(f"a body limit is keyed 'METHOD /path', not {key!r}")
+    return f"{method.upper()} {path.strip()}"
 
 
 class ErrorGuard:

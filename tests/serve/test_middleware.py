@@ -17,16 +17,21 @@ from evalcluster.serve.middleware import BodySizeLimit, ErrorGuard
 from .conftest import free_port
 
 LIMIT = 1000
+UPLOAD_LIMIT = 3000
 
 
 def make_app() -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
     app.add_middleware(ErrorGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=LIMIT)
+    app.add_middleware(BodySizeLimit, max_bytes=LIMIT, limits={"post /upload": UPLOAD_LIMIT})
 
     @app.post("/echo")
     async def echo(request: Request) -> dict:
+        return {"size": len(await request.body())}
+
+    @app.api_route("/upload", methods=["POST", "PUT"])
+    async def upload(request: Request) -> dict:
         return {"size": len(await request.body())}
 
     @app.get("/boom")
@@ -99,3 +104,38 @@ def test_unknown_routes_and_methods_keep_the_error_shape(url):
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     wrong = httpx.get(f"{url}/echo")
     assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+
+
+def test_a_path_with_its_own_limit_takes_bodies_up_to_it(url):
+    response = httpx.post(f"{url}/upload", content=b"x" * UPLOAD_LIMIT)
+    assert response.json() == {"size": UPLOAD_LIMIT}
+    chunked = httpx.post(f"{url}/upload", content=iter([b"y" * 1000] * 3))
+    assert chunked.json() == {"size": UPLOAD_LIMIT}
+
+
+def test_a_path_with_its_own_limit_refuses_bodies_over_it_naming_it(url):
+    declared = httpx.post(f"{url}/upload", content=b"x" * (UPLOAD_LIMIT + 1))
+    assert declared.status_code == 413
+    assert str(UPLOAD_LIMIT) in declared.json()["detail"]
+    chunked = httpx.post(f"{url}/upload", content=iter([b"y" * 1000] * 4))
+    assert chunked.status_code == 413
+    assert str(UPLOAD_LIMIT) in chunked.json()["detail"]
+
+
+def test_the_override_is_per_method_and_exact_path(url):
+    other_method = httpx.put(f"{url}/upload", content=b"x" * (LIMIT + 1))
+    assert other_method.status_code == 413
+    assert str(LIMIT) in other_method.json()["detail"]
+    elsewhere = httpx.post(f"{url}/echo", content=b"x" * (LIMIT + 1))
+    assert elsewhere.status_code == 413
+
+
+def test_limit_for_strips_the_root_path():
+    limiter = BodySizeLimit(None, max_bytes=10, limits={"POST /v1/datasets": 99})  # type: ignore[arg-type]
+    scope = {"method": "POST", "path": "/api/v1/datasets", "root_path": "/api"}
+    assert limiter.limit_for(scope) == 99
+    assert limiter.limit_for({"method": "POST", "path": "/v1/datasets"}) == 99
+    assert limiter.limit_for({"method": "GET", "path": "/v1/datasets"}) == 10
+    assert limiter.limit_for({"method": "POST", "path": "/v1/datasets/x"}) == 10
+    with pytest.raises(ValueError):
+        BodySizeLimit(None, max_bytes=10, limits={"/v1/datasets": 99})  # type: ignore[arg-type]
