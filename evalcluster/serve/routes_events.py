@@ -143,8 +143,7 @@ async def _stream(
     status, version = state.status, -1
     last_progress: dict[str, Any] | None = None
     while not _ended(state):
-        live = await asyncio.to_thread(get_live_run, run_id)
-        snapshot = await _next_snapshot(live, version) if live is not None else None
+        snapshot = await _watch_next(ctx, run_id, version)
         if snapshot is None:  # not started yet, or just ended: ask every source
             state = compose_status(await gather_sources(ctx, run_id, owner))
             if state.status != status:
@@ -172,6 +171,72 @@ async def _stream(
 
 def _ended(state: RunStatus) -> bool:
     return is_terminal(state.status) or not state.live
+
+
+class _RunWatch:
+    """One long poll of a live run's snapshot per replica, shared by every stream following
+    that run: with one poll per stream, 1,000 streams sent the registry (one actor for the
+    whole cluster, also taking every shard's progress reports) ~10,000 calls a second and new
+    streams waited minutes for their first message (benchmarks/service.py). The poll lasts
+    until the run closes in the registry, followed or not: one call at a time per run."""
+
+    def __init__(self, live: RunHandle):
+        self.live = live
+        self.snapshot: dict[str, Any] | None = None
+        self.version = -1
+        self.closed = False
+        self.changed = asyncio.Condition()
+        self.task = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        try:
+            while True:
+                snapshot = await _next_snapshot(self.live, self.version)
+                async with self.changed:
+                    if snapshot is None:
+                        return
+                    self.snapshot, self.version = snapshot, snapshot["version"]
+                    self.changed.notify_all()
+        finally:
+            self.closed = True
+            async with self.changed:
+                self.changed.notify_all()
+
+    async def next(self, version: int) -> dict[str, Any] | None:
+        """The first snapshot after `version` (the same one after a quiet spell); None once the
+        run is closed or unreachable."""
+        async with self.changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.changed.wait_for(lambda: self.closed or self.version != version),
+                    WAIT_FOR_CHANGE_S,
+                )
+            return None if self.closed else self.snapshot
+
+
+def _watches(ctx: ServiceContext) -> dict[str, _RunWatch]:
+    watches = getattr(ctx, "_run_watches", None)
+    if watches is None:
+        watches = {}
+        ctx._run_watches = watches  # type: ignore[attr-defined]
+    return watches
+
+
+async def _watch_next(ctx: ServiceContext, run_id: str, version: int) -> dict[str, Any] | None:
+    """The run's next snapshot through this replica's shared watch (made on first use)."""
+    watches = _watches(ctx)
+    watch = watches.get(run_id)
+    if watch is None or watch.closed:
+        live = await asyncio.to_thread(get_live_run, run_id)
+        if live is None:
+            return None
+        watch = watches.get(run_id)  # another stream may have made one meanwhile
+        if watch is None or watch.closed:
+            watch = watches[run_id] = _RunWatch(live)
+    snapshot = await watch.next(version)
+    if watch.closed and watches.get(run_id) is watch:
+        del watches[run_id]
+    return snapshot
 
 
 async def _next_snapshot(live: RunHandle, version: int) -> dict[str, Any] | None:
