@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from evalcluster.errors import SpecError
+from evalcluster.spec.rules import check_nesting
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_RESULTS_PAGE = 1000
@@ -34,6 +37,18 @@ class CreateSuiteRequest(_Strict):
 
     yaml: str | None = Field(None, description="The suite file's text.")
     suite: dict[str, Any] | None = Field(None, description="The suite as a JSON object.")
+
+    @field_validator("suite")
+    @classmethod
+    def _not_too_deep(cls, suite: dict[str, Any] | None) -> dict[str, Any] | None:
+        # The object is written out as YAML (recursively): a deep one would exhaust the stack
+        # there (RecursionError, a 503) instead of being refused as the client's mistake.
+        if suite is not None:
+            try:
+                check_nesting(suite)
+            except SpecError as exc:
+                raise ValueError(exc.message) from None
+        return suite
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CreateSuiteRequest:
