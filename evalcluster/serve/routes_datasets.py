@@ -44,13 +44,13 @@ from evalcluster.serve.datasets import (
     record_key,
 )
 from evalcluster.serve.errors import ApiError
+from evalcluster.serve.routes_suites import check_name
 from evalcluster.serve.schemas import NAME_PATTERN, ErrorBody
 from evalcluster.spec.datasets import DatasetRef, infer_format, iter_batches
 from evalcluster.store.fs import Store
 
 UPLOAD_PATH = "/v1/datasets"
 Format = Literal["jsonl", "csv", "parquet"]
-_NAME = re.compile(NAME_PATTERN)
 _WRITE_BYTES = 1 << 20  # the body is written to the temp file in pieces of about this size
 _READ_BYTES = 1 << 20
 _BATCH_ROWS = 65536
@@ -267,12 +267,6 @@ def _drop_unreferenced(
         store.delete(data_key(tenant, gone.sha256, gone.format))
 
 
-def _check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise ApiError(404, f"no dataset {name!r}")
-    return name
-
-
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -366,7 +360,7 @@ async def get_dataset(
     principal: Principal = Depends(require_principal),
     ctx: ServiceContext = Depends(get_context),
 ) -> DatasetInfo:
-    found = await ctx.call(read_record, ctx.store, principal.tenant, _check_name(name))
+    found = await ctx.call(read_record, ctx.store, principal.tenant, check_name(name, "dataset"))
     if found is None:
         raise ApiError(404, f"no dataset {name!r}")
     return DatasetInfo.of(found)
@@ -384,7 +378,7 @@ async def delete_dataset(
     ctx: ServiceContext = Depends(get_context),
 ) -> DatasetInfo:
     """Suites that name it stop resolving: starting a run of one answers 422."""
-    _check_name(name)
+    check_name(name, "dataset")
     async with ctx.dataset_lock(principal.tenant):
         found = await ctx.call(delete_dataset_record, ctx.store, principal.tenant, name)
     await audit(ctx, principal, "dataset.delete", dataset=name, sha256=found.sha256)

@@ -153,19 +153,15 @@ async def start_run(
         )
     await record(ctx, principal, "run.start", run_id=run_id, suite=suite.spec.name,
                  version=suite.version, budget_usd=limits.budget_usd)  # fmt: skip
+    return accepted(run_id, suite.spec.name, suite.version)
+
+
+def accepted(run_id: str, suite: str, version: str) -> RunAccepted:
+    """The answer to a start or a resume: the run's id and where to follow it."""
     base = f"/v1/runs/{run_id}"
+    links = {name: f"{base}/{name}" for name in ("events", "results", "cancel", "resume")}
     return RunAccepted(
-        run_id=run_id,
-        status="pending",
-        suite=suite.spec.name,
-        version=suite.version,
-        links={
-            "self": base,
-            "events": f"{base}/events",
-            "results": f"{base}/results",
-            "cancel": f"{base}/cancel",
-            "resume": f"{base}/resume",
-        },
+        run_id=run_id, status="pending", suite=suite, version=version, links={"self": base, **links}
     )
 
 
@@ -358,15 +354,7 @@ async def resume_run(
             launch_run, run_id, suite, run_options(ctx, owner), ctx.settings.driver_linger_s
         )
     await record(ctx, principal, "run.resume", run_id=run_id, tenant=owner.tenant)
-    base = f"/v1/runs/{run_id}"
-    return RunAccepted(
-        run_id=run_id,
-        status="pending",
-        suite=owner.suite,
-        version=owner.suite_version,
-        links={"self": base, "events": f"{base}/events", "results": f"{base}/results",
-               "cancel": f"{base}/cancel", "resume": f"{base}/resume"},
-    )  # fmt: skip
+    return accepted(run_id, owner.suite, owner.suite_version)
 
 
 # -- cancelling --------------------------------------------------------------------------------
