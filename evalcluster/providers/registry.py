@@ -1,5 +1,8 @@
 """Provider kind -> adapter class, looked up lazily by "module:attr" so that an unused wire
-format is never imported. `register_provider` adds kinds (or replaces one, e.g. in tests)."""
+format is never imported. `register_provider` adds kinds (or replaces one, e.g. in tests) and
+`unregister_provider` removes an added one. A kind registered here is also registered with
+`evalcluster.spec.models` (`register_provider_kind`), where suites are validated: spec knows
+nothing of this package, so the names are pushed to it rather than looked up from it."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from typing import TypeVar
 
 from evalcluster.errors import SpecError
 from evalcluster.providers.base import ProviderAdapter
+from evalcluster.spec.models import register_provider_kind, unregister_provider_kind
 
-__all__ = ["adapter_class", "known_kinds", "register_provider"]
+__all__ = ["adapter_class", "known_kinds", "register_provider", "unregister_provider"]
 
 _ENTRIES: dict[str, str | type[ProviderAdapter]] = {
     "openai": "evalcluster.providers.openai:OpenAIAdapter",
@@ -22,6 +26,8 @@ _ENTRIES: dict[str, str | type[ProviderAdapter]] = {
     "custom": "evalcluster.providers.custom:CustomAdapter",
 }
 
+_BUILTIN = dict(_ENTRIES)
+
 A = TypeVar("A", bound=type[ProviderAdapter])
 
 
@@ -30,12 +36,22 @@ def register_provider(kind: str, target: str | None = None) -> Callable[[A], A]:
     (`register_provider("mine", "pkg.mod:MyAdapter")`, which returns a no-op decorator)."""
     if target is not None:
         _ENTRIES[kind] = target
+        register_provider_kind(kind)
 
     def decorate(cls: A) -> A:
         _ENTRIES[kind] = cls
+        register_provider_kind(kind)
         return cls
 
     return decorate
+
+
+def unregister_provider(kind: str) -> None:
+    """Remove a kind added with `register_provider`; a built-in kind is restored, not removed."""
+    _ENTRIES.pop(kind, None)
+    if kind in _BUILTIN:
+        _ENTRIES[kind] = _BUILTIN[kind]
+    unregister_provider_kind(kind)
 
 
 def known_kinds() -> list[str]:

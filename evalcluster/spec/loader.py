@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from evalcluster.errors import SpecError
-from evalcluster.spec.datasets import DatasetRef, content_hash, iter_batches, resolve_dataset
+from evalcluster.spec.datasets import DatasetRef, resolve_dataset, scan_dataset
 from evalcluster.spec.models import ProviderConfig, SuiteSpec
 from evalcluster.spec.rules import SubmissionRules, check_nesting
 
@@ -172,17 +172,20 @@ def _resolve(
         raise SpecError("this service accepts no dataset paths", field="dataset.path")
     else:
         dataset = resolve_dataset(spec.dataset.path, spec.dataset.format, base_dir)
-    columns = _dataset_columns(dataset)
-    _check_columns(spec, columns)
-    digest = content_hash(dataset)
+    # One read of the whole file: its hash, columns, encoding, parse and duplicate ids, so a
+    # file a run would fail on (or silently lose samples of) is refused here.
+    scan = scan_dataset(dataset, id_column=spec.dataset.id)
+    _check_columns(spec, scan.columns)
+    if scan.duplicate_ids is not None:
+        raise SpecError(scan.duplicate_ids.message(dataset), field="dataset.id")
     return LoadedSuite(
         spec=spec,
         text=text,
         location=location,
-        dataset=dataset,
-        dataset_sha256=digest,
-        columns=columns,
-        version=suite_version(spec, digest),
+        dataset=scan.ref(dataset),
+        dataset_sha256=scan.sha256,
+        columns=scan.columns,
+        version=suite_version(spec, scan.sha256),
     )
 
 
@@ -206,12 +209,6 @@ def _check_provider_references(spec: SuiteSpec) -> None:
                 raise SpecError(
                     "a provider cannot fall back to itself", field=f"providers.{name}.fallback[{j}]"
                 )
-
-
-def _dataset_columns(dataset: DatasetRef) -> tuple[str, ...]:
-    for batch in iter_batches(dataset, 1):
-        return tuple(batch.schema.names)
-    raise SpecError(f"dataset is empty: {dataset.shown}", field="dataset.path")
 
 
 def _check_columns(spec: SuiteSpec, columns: tuple[str, ...]) -> None:

@@ -7,14 +7,49 @@ its key, and the key is read only where the request is made.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ProviderKind = Literal[
-    "openai", "anthropic", "gemini", "openrouter", "local", "custom", "simulated"
-]
+# Provider kinds a suite may name. The names live here, not in `providers.registry`, because
+# spec depends on nothing else of ours (providers imports spec, not the other way round):
+# the built-in kinds are listed here and `providers.registry.register_provider` adds each kind
+# it registers with `register_provider_kind`, so a kind registered there validates in a suite
+# (and `unregister_provider` takes it away again). `simulated` has no adapter class: the run
+# starts a simulator and talks to it in the wire format its options name.
+ProviderKind = str
+BUILTIN_PROVIDER_KINDS = frozenset(
+    {"openai", "anthropic", "gemini", "openrouter", "local", "custom", "simulated"}
+)
+_PROVIDER_KINDS: set[str] = set(BUILTIN_PROVIDER_KINDS)
+
+
+def register_provider_kind(kind: str) -> None:
+    """Let suites name `kind` (called by `providers.registry.register_provider`)."""
+    _PROVIDER_KINDS.add(kind)
+
+
+def unregister_provider_kind(kind: str) -> None:
+    """Forget a registered kind; the built-in ones stay."""
+    if kind not in BUILTIN_PROVIDER_KINDS:
+        _PROVIDER_KINDS.discard(kind)
+
+
+def provider_kinds() -> list[str]:
+    """Every kind a suite may name, sorted."""
+    return sorted(_PROVIDER_KINDS)
+
+
+def _check_kind(kind: str) -> str:
+    if kind in _PROVIDER_KINDS:
+        return kind
+    close = difflib.get_close_matches(kind, _PROVIDER_KINDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown provider kind {kind!r}{hint} (known: {', '.join(provider_kinds())})")
+
+
 WireFormat = Literal["openai", "anthropic", "gemini"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -99,7 +134,10 @@ class SimulatorOptions(StrictModel):
 class ProviderConfig(StrictModel):
     """One provider endpoint. One Ray actor per endpoint owns its limits for the cluster."""
 
-    kind: ProviderKind
+    kind: ProviderKind = Field(
+        description="openai, anthropic, gemini, openrouter, local, custom, simulated, or a kind "
+        "added with providers.register_provider."
+    )
     base_url: str | None = Field(
         None, description="What the provider's official SDK means by base_url; default per kind."
     )
@@ -138,6 +176,11 @@ class ProviderConfig(StrictModel):
         "(CIDR) such a provider may reach. A suite's own value is overwritten.",
     )
     simulator: SimulatorOptions = Field(default_factory=SimulatorOptions)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return _check_kind(v)
 
     @model_validator(mode="after")
     def _check_kind_fields(self) -> ProviderConfig:
