@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from evalcluster.jobs.options import RunOptions
+from evalcluster.scoring.summary import group_columns, group_rows
 from evalcluster.spec.loader import LoadedSuite
 
 console = Console(stderr=True)
 stdout = Console(file=sys.stdout, width=140)
+
+MAX_GROUPS_SHOWN = 20
+"""Groups of one column shown per target in the summary; the others are in ``_summary.json``."""
+
+
+def format_usd(value: float | None) -> str:
+    """A dollar amount (without the ``$``) with its first two significant digits visible.
+
+    Four decimals from a cent up (``12.3456``, ``0.0123``); below a cent, as many as the first
+    two significant digits need (``0.0042``, ``0.000042``), so a small cost never shows as
+    zero; exactly zero is ``0``.
+    """
+    if value is None or not math.isfinite(value):
+        return "-"
+    if value == 0:
+        return "0"
+    size = abs(value)
+    if size >= 0.01:
+        return f"{value:,.4f}"
+    decimals = 1 - math.floor(math.log10(size))
+    if decimals > 12:
+        return f"{value:.1e}"
+    return f"{value:.{decimals}f}"
+
+
+def format_score(stats: Mapping[str, Any] | None) -> str:
+    """``mean [ci_low, ci_high]``, or just the mean without an interval, or ``-``."""
+    stats = stats or {}
+    mean, low, high = stats.get("mean"), stats.get("ci_low"), stats.get("ci_high")
+    if mean is None:
+        return "-"
+    if low is None or high is None:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 class ProgressDisplay:
@@ -50,7 +88,7 @@ class ProgressDisplay:
             return
         elapsed = self._progress.tasks[0].elapsed or 0.0
         rate = snapshot["done"] / elapsed if elapsed > 0 else 0.0
-        stats = f"${snapshot['cost_usd']:.4f}  errors {snapshot['errors']}  {rate:,.0f}/s"
+        stats = f"${format_usd(snapshot['cost_usd'])}  errors {snapshot['errors']}  {rate:,.0f}/s"
         self._progress.update(
             self._task, completed=snapshot["done"], total=snapshot["total"], stats=stats
         )
@@ -82,37 +120,71 @@ def print_plan(suite: LoadedSuite, options: RunOptions) -> None:
     )
 
 
-def print_result(result: Any, suite: LoadedSuite) -> None:
-    summary = result.summary or {}
-    targets = summary.get("targets", {})
-    scorers = [s.name or s.type for s in suite.spec.scorers]
-    table = Table(title=f"run {result.run_id}: {result.status}  ({result.wall_s:.1f}s)")
+def result_tables(
+    summary: Mapping[str, Any],
+    scorers: Sequence[str],
+    *,
+    title: str = "",
+    group_by: Sequence[str] = (),
+    max_groups: int = MAX_GROUPS_SHOWN,
+) -> list[RenderableType]:
+    """The end-of-run summary: one row per target (samples, each scorer's mean and interval,
+    errors, cached rows, tokens, cost, median latency), then a table per ``group_by`` column
+    (each target's groups: value, n and each scorer's mean and interval; the `max_groups`
+    largest per target, a last row counting the others)."""
+    targets = summary.get("targets") or {}
+    table = Table(title=title or None)
     table.add_column("target")
     table.add_column("samples", justify="right")
     for name in scorers:
         table.add_column(name, justify="right")
-    for column in ("errors", "tokens in/out", "cost $", "p50 ms"):
+    for column in ("errors", "cached", "tokens in/out", "cost $", "p50 ms"):
         table.add_column(column, justify="right")
     for name, t in targets.items():
         cells = [name, str(t.get("samples", 0))]
-        for scorer in scorers:
-            s = (t.get("scorers") or {}).get(scorer) or {}
-            mean, low, high = s.get("mean"), s.get("ci_low"), s.get("ci_high")
-            cells.append(
-                "-"
-                if mean is None
-                else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
-                if low is not None
-                else f"{mean:.3f}"
-            )
+        cells += [format_score((t.get("scorers") or {}).get(scorer)) for scorer in scorers]
         cells += [
             str(t.get("errors", 0)),
+            f"{t.get('cache_hits', 0):,}/{t.get('rows', 0):,}",
             f"{t.get('input_tokens', 0):,}/{t.get('output_tokens', 0):,}",
-            f"{t.get('cost_usd', 0.0):.4f}",
+            format_usd(t.get("cost_usd", 0.0)),
             "-" if t.get("latency_ms_p50") is None else f"{t['latency_ms_p50']:.0f}",
         ]
         table.add_row(*cells)
-    stdout.print(table)
+    tables: list[RenderableType] = [table]
+    found = group_columns(summary)
+    for column in [*(c for c in group_by if c in found), *(c for c in found if c not in group_by)]:
+        tables.append(_group_table(targets, column, scorers, max_groups))
+    return tables
+
+
+def _group_table(
+    targets: Mapping[str, Any], column: str, scorers: Sequence[str], max_groups: int
+) -> Table:
+    table = Table(title=f"by {column}", title_justify="left")
+    table.add_column("target")
+    table.add_column(column)
+    table.add_column("n", justify="right")
+    for name in scorers:
+        table.add_column(name, justify="right")
+    for name, t in targets.items():
+        rows, left_out = group_rows(t, column, limit=max_groups)
+        for row in rows:
+            cells = [format_score(row.scorers.get(scorer)) for scorer in scorers]
+            # Text, not markup: a metadata value such as "[b]" must show as written
+            table.add_row(Text(name), Text(row.value), str(row.n), *cells)
+        if left_out:
+            more = f"... and {left_out} smaller in _summary.json"
+            table.add_row(Text(name), more, "", *([""] * len(scorers)))
+    return table
+
+
+def print_result(result: Any, suite: LoadedSuite) -> None:
+    scorers = [s.name or s.type for s in suite.spec.scorers]
+    title = f"run {result.run_id}: {result.status}  ({result.wall_s:.1f}s)"
+    group_by = list(suite.spec.group_by)
+    for table in result_tables(result.summary or {}, scorers, title=title, group_by=group_by):
+        stdout.print(table)
     stdout.print(f"results: {result.store_uri.rstrip('/')}/runs/run_id={result.run_id}")
     if result.mlflow_run_id:
         stdout.print(f"mlflow run: {result.mlflow_run_id}")

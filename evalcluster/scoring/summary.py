@@ -185,3 +185,51 @@ def scores_by_sample(
         if score is not None:
             bucket.append(float(score))
     return {k: (math.fsum(v) / len(v) if v else None) for k, v in values.items()}
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One group of one target in a ``group_by`` breakdown: its value, its size and the
+    summary (``n``, ``mean``, ``ci_low``, ...) of each scorer that has the group."""
+
+    value: str
+    n: int
+    scorers: dict[str, dict[str, Any]]
+
+
+def group_columns(summary: Mapping[str, Any]) -> list[str]:
+    """The ``group_by`` columns found anywhere in a summary's targets, in the order first met."""
+    columns: dict[str, None] = {}
+    for target in _mapping(summary.get("targets")).values():
+        for scorer in _mapping(_mapping(target).get("scorers")).values():
+            columns.update(dict.fromkeys(_mapping(_mapping(scorer).get("groups"))))
+    return list(columns)
+
+
+def group_rows(
+    target: Mapping[str, Any], column: str, *, limit: int | None = None
+) -> tuple[list[GroupRow], int]:
+    """One target's groups of metadata `column`, in value order, and how many were left out.
+
+    ``n`` is the group's largest ``n`` over the scorers (a scorer that could not score some of
+    the group's samples counts fewer). With `limit`, only the `limit` largest groups are kept
+    (by ``n``, then value): the count of the others is returned beside them.
+    """
+    by_value: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, scorer in _mapping(target.get("scorers")).items():
+        for value, stats in _mapping(_mapping(_mapping(scorer).get("groups")).get(column)).items():
+            if isinstance(stats, Mapping):
+                by_value.setdefault(str(value), {})[str(name)] = dict(stats)
+    rows = [
+        GroupRow(value, max(int(s.get("n") or 0) for s in scorers.values()), scorers)
+        for value, scorers in by_value.items()
+    ]
+    left_out = 0
+    if limit is not None and len(rows) > limit:
+        left_out = len(rows) - max(limit, 0)
+        rows = sorted(rows, key=lambda r: (-r.n, r.value))[: max(limit, 0)]
+    return sorted(rows, key=lambda r: r.value), left_out
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}

@@ -3,18 +3,21 @@
 One row per sample x target x epoch. A shard is serialized whole in memory and written with one
 `Store.put_if_absent`, so a shard is committed exactly once and never seen half-written.
 
-The files keep ``run_id`` and ``target`` as plain string columns, so a single file is complete on
-its own, and the same names are the hive partition folders (see `layout`). Both agree because
-partition values are checked to read as strings (`layout.check_partition_value`), so the whole
-``runs/`` folder reads as one table with every column through::
+``run_id`` and ``target`` are the hive partition folders (see `layout`), not columns of the
+files; partition values are checked to read as strings (`layout.check_partition_value`), so the
+whole ``runs/`` folder reads as one table with every column through::
 
-    pyarrow.dataset.dataset("<store>/runs", format="parquet", partitioning="hive")
-    duckdb: SELECT * FROM read_parquet('<store>/runs/*/*/*.parquet', hive_partitioning=true)
+    read_runs("<store>")  # a pyarrow.Table, whatever scorers each run had
+    pyarrow.dataset.dataset("<store>/runs", format="parquet", partitioning="hive", schema=...)
+    duckdb: SELECT * FROM read_parquet('<store>/runs/*/*/*.parquet', hive_partitioning=true,
+                                       union_by_name=true)
     pyarrow.dataset.dataset("bucket/prefix/runs", filesystem=pyarrow.fs.S3FileSystem(...), ...)
 
-Runs with different scorers have different ``score_*`` columns: pyarrow infers the dataset
-schema from one file, so pass ``schema=`` (or use `runs_dataset`), and give DuckDB
-``union_by_name=true``.
+Runs with different scorers have different ``score_*`` columns. Left to themselves, pyarrow
+(and so ``pandas.read_parquet``) take the schema of the first file they find and silently drop
+the other runs' score columns, and DuckDB fails on a column missing from its first file. So:
+`read_runs` (every run as one table, score columns unioned), or pass ``schema=`` (the union of
+the files' schemas, or `runs_dataset`), and give DuckDB ``union_by_name=true``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalcluster.errors import NotFoundError, StoreError
-from evalcluster.store.fs import LocalStore, Store
+from evalcluster.store.fs import LocalStore, Store, open_store
 from evalcluster.store.layout import (
     RUNS_PREFIX,
     ShardFile,
@@ -49,6 +52,7 @@ __all__ = [
     "list_run_ids",
     "list_shards",
     "read_results",
+    "read_runs",
     "result_schema",
     "runs_dataset",
     "shard_key",
@@ -427,7 +431,12 @@ def runs_dataset(store: Store, scorer_names: Sequence[str] = ()) -> Any:
     """Every run in the store as one hive-partitioned pyarrow dataset with the schema
     `result_schema(scorer_names)`: list the union of the runs' scorers; scores a run lacks
     read as null. (Left to itself pyarrow takes the schema of the first file it finds.)
+    See `read_runs` for the union found from the files themselves.
     """
+    return _runs_dataset(store, result_schema(scorer_names))
+
+
+def _runs_dataset(store: Store, schema: pa.Schema | None) -> Any:
     filesystem, path = store.arrow_filesystem_and_path(RUNS_PREFIX.rstrip("/"))
     import pyarrow.dataset as ds  # imports pandas: kept off the shard tasks' start-up
 
@@ -440,9 +449,61 @@ def runs_dataset(store: Store, scorer_names: Sequence[str] = ()) -> Any:
             filesystem=filesystem,
             format="parquet",
             partitioning=partitioning,
-            schema=result_schema(scorer_names),
+            schema=schema,
         )
     except FileNotFoundError as e:
         raise NotFoundError(f"no runs in {store.uri}") from e
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"cannot read the runs in {store.uri}: {e}") from e
+
+
+def read_runs(
+    store: Store | str,
+    *,
+    run_ids: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """Every run in the store (or those in `run_ids`) as one pyarrow table, whatever scorers
+    each run had: the schema is `BASE_FIELDS` (``run_id`` and ``target`` included), then the
+    union of the files' ``score_*`` columns in the order first met; a score a run lacks reads
+    as null. ``read_runs("evalstore").to_pandas()`` is the pandas frame.
+
+    `store` is a `Store` or a URI for `open_store` (a folder, ``s3://bucket/prefix``).
+    Every file's footer is read to find the union (on S3, 16 requests at a time).
+    Raises NotFoundError if the store has no runs folder, StoreError on an unreadable file,
+    an unknown column or a column whose type differs between files.
+    """
+    if isinstance(store, str):
+        store = open_store(store)
+    if isinstance(run_ids, str):
+        raise StoreError("run_ids must be a sequence of run ids, not one string")
+    import pyarrow.dataset as ds
+
+    dataset = _runs_dataset(store, None)
+    wanted = None if run_ids is None else ds.field("run_id").isin(list(run_ids))
+    try:
+        fragments = list(dataset.get_fragments(filter=wanted))
+        if isinstance(store, LocalStore):
+            schemas = [fragment.physical_schema for fragment in fragments]
+        else:  # a round trip per footer: a window of them at once
+            with ThreadPoolExecutor(max_workers=_MAX_OPEN_WINDOW) as pool:
+                schemas = list(pool.map(lambda fragment: fragment.physical_schema, fragments))
+        scores = list(
+            dict.fromkeys(
+                name for schema in schemas for name in schema.names if name.startswith(SCORE_PREFIX)
+            )
+        )
+        base = result_schema([name[len(SCORE_PREFIX) :] for name in scores])
+        schema = pa.unify_schemas([base, *schemas])
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"cannot read the runs in {store.uri}: {e}") from e
+    if columns is not None:
+        unknown = [c for c in columns if c not in schema.names]
+        if unknown:
+            raise StoreError(f"no column {unknown[0]!r} in the runs of {store.uri}")
+    try:
+        return _runs_dataset(store, schema).to_table(
+            columns=None if columns is None else list(columns), filter=wanted
+        )
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"cannot read the runs in {store.uri}: {e}") from e

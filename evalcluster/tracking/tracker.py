@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracing.client import TracingClient
 
 from evalcluster.errors import TrackingError
+from evalcluster.scoring.summary import group_columns, group_rows
 from evalcluster.tracking import fields as f
 from evalcluster.tracking.connection import (
     DEFAULT_TRACKING_URI,
@@ -45,6 +47,12 @@ TRACE_WRITE_WORKERS = 4
 # MLflow's batch limits (mlflow.utils.validation): 100 params and 1000 metrics per log_batch.
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
+# group_by breakdowns on a target's child run: <scorer>/by_<column>/<value>/<stat>
+MAX_LOGGED_GROUPS = 100  # per scorer and column: the largest groups; all are in summary.json
+GROUP_STATS = ("mean", "ci_low", "ci_high", "n")
+TAG_GROUPS_CAPPED = "evalcluster.groups_capped"
+_MAX_METRIC_NAME = 250  # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
+_NOT_METRIC_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\- ]")
 
 
 @dataclass
@@ -159,6 +167,8 @@ class MlflowTracker:
         """Log the outcome: one child run per target, summary, per-sample traces; close all.
 
         `status` is ``FINISHED``, ``FAILED`` or ``KILLED`` (anything else is a `ValueError`).
+        A child run also gets its target's ``group_by`` breakdowns from `summary` (see
+        `group_metrics`); the parent run does not copy them.
         Up to `max_traced_samples` rows of `samples` per target become traces. The runs are
         closed even when part of the logging failed; the first failure is then raised as
         `TrackingError`.
@@ -173,8 +183,14 @@ class MlflowTracker:
             with mlflow_errors("logging the evaluation results", self._uri):
                 summary_text = json.dumps(summary, indent=2, default=str)
                 self._client.log_text(parent_run_id, summary_text, SUMMARY_ARTIFACT)
+                target_summaries = _mapping(_mapping(summary).get("targets"))
                 for target in targets:
-                    child_ids[target.name] = self._log_target(evaluation, parent_run_id, target)
+                    child_ids[target.name] = self._log_target(
+                        evaluation,
+                        parent_run_id,
+                        target,
+                        _mapping(target_summaries.get(target.name)),
+                    )
                 per_target = [(t.name, f.finite_metrics(t.metrics)) for t in targets]
                 self._log_batch(parent_run_id, metrics=f.parent_metrics(per_target))
                 targets_tag = f.tag_value(",".join(child_ids))
@@ -286,7 +302,13 @@ class MlflowTracker:
             start_time=run.info.start_time,
         )
 
-    def _log_target(self, evaluation: _Evaluation, parent_id: str, target: TargetResult) -> str:
+    def _log_target(
+        self,
+        evaluation: _Evaluation,
+        parent_id: str,
+        target: TargetResult,
+        target_summary: Mapping[str, Any],
+    ) -> str:
         tags = {
             f.TAG_PARENT_RUN_ID: parent_id,
             f.TAG_ROLE: f.ROLE_TARGET,
@@ -311,7 +333,11 @@ class MlflowTracker:
             "seed": evaluation.seed,
             **f.flatten_params(target.params, prefix=f.GENERATION_PARAM_PREFIX),
         }
-        self._log_batch(child_id, params=params, metrics=f.finite_metrics(target.metrics))
+        groups, capped = group_metrics(target_summary, max_groups=MAX_LOGGED_GROUPS)
+        metrics = {**f.finite_metrics(groups), **f.finite_metrics(target.metrics)}
+        self._log_batch(child_id, params=params, metrics=metrics)
+        if capped:
+            self._client.set_tag(child_id, TAG_GROUPS_CAPPED, f.tag_value(capped))
         self._log_dataset(
             child_id,
             suite=evaluation.suite,
@@ -394,6 +420,62 @@ class MlflowTracker:
             self._client.log_batch(run_id, params=param_list[start : start + _PARAMS_PER_BATCH])
         for start in range(0, len(metric_list), _METRICS_PER_BATCH):
             self._client.log_batch(run_id, metrics=metric_list[start : start + _METRICS_PER_BATCH])
+
+
+def group_metrics(
+    target_summary: Mapping[str, Any], *, max_groups: int = MAX_LOGGED_GROUPS
+) -> tuple[dict[str, float], str]:
+    """A target's ``group_by`` breakdowns (``summary.json``'s ``groups``) as child-run metrics.
+
+    Each group of each scorer gives ``<scorer>/by_<column>/<value>/<stat>`` for ``mean``,
+    ``ci_low``, ``ci_high`` and ``n`` (e.g. ``exact/by_topic/algebra/mean``): MLflow refuses
+    ``=`` in metric names, and a name under ``<scorer>/mean/`` would turn the metric
+    ``<scorer>/mean`` into a folder for a file-based store. Characters MLflow refuses (anything
+    but letters, digits, ``_ - . /`` and space; ``/`` too, inside a column or value) become
+    ``_``; a value that was changed, clashes or is cut to fit the 250-character limit gets a
+    short hash of the original.
+
+    Only the `max_groups` largest groups per scorer and column are logged. Returns the metrics
+    and, when groups were left out, a sentence saying how many, else ``""``.
+    """
+    metrics: dict[str, float] = {}
+    capped: list[str] = []
+    for column in group_columns({"targets": {"t": target_summary}}):
+        rows, left_out = group_rows(target_summary, column, limit=max_groups)
+        if left_out:
+            capped.append(
+                f"{column}: the {len(rows)} largest of {len(rows) + left_out} groups logged"
+            )
+        for scorer in _mapping(target_summary.get("scorers")):
+            prefix = f"{scorer}/by_{_metric_part(column)}/"
+            used: set[str] = set()
+            for row in rows:
+                stats = row.scorers.get(scorer)
+                if stats is None:
+                    continue
+                room = _MAX_METRIC_NAME - len(prefix) - 1 - max(map(len, GROUP_STATS))
+                value = _metric_part(row.value, room=room, taken=used)
+                used.add(value)
+                for stat in GROUP_STATS:
+                    if isinstance(stats.get(stat), int | float):
+                        metrics[f"{prefix}{value}/{stat}"] = stats[stat]
+    note = "; ".join(capped)
+    return metrics, (f"{note} (the others are in summary.json)" if note else "")
+
+
+def _metric_part(text: str, *, room: int = 100, taken: Iterable[str] = ()) -> str:
+    """`text` as one segment of an MLflow metric name (see `group_metrics`)."""
+    part = _NOT_METRIC_NAME_CHARS.sub("_", text)
+    if not part.strip("."):  # "", "." and ".." are not names of their own
+        part = "_" * max(len(part), 1)
+    if part != text or part in taken or len(part) > room:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        part = f"{part[: max(room - 9, 1)]}_{digest}"
+    return part
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def local_artifact_location(tracking_uri: str) -> str | None:

@@ -73,3 +73,25 @@ def test_scores_by_sample_feeds_compare_paired() -> None:
     assert result.n == 29 and result.dropped_a == 1
     assert result.b_better == 19 and result.a_better == 0
     assert result.method == "mcnemar_exact" and result.p_value == pytest.approx(2 / 2**19)
+
+
+def test_group_rows_line_up_scorers_per_value_and_keep_the_largest() -> None:
+    from evalcluster.scoring.summary import group_columns, group_rows
+
+    rows = [
+        {**row("gpt", f"s{i}", exact=float(i % 2), numeric=1.0 if i else None), "topic": topic}
+        for i, topic in enumerate(["algebra", "algebra", "algebra", "geometry", "geometry", "x"])
+    ]
+    summary = summary_for_rows(rows, group_by=["topic"])
+    assert group_columns(summary) == ["topic"]
+    gpt = summary["targets"]["gpt"]
+    groups, left_out = group_rows(gpt, "topic")
+    assert [(g.value, g.n) for g in groups] == [("algebra", 3), ("geometry", 2), ("x", 1)]
+    assert left_out == 0
+    assert groups[0].scorers["exact"]["n"] == 3
+    assert groups[0].scorers["numeric"]["n"] == 2  # s0 has no numeric score
+    assert groups[0].scorers["exact"]["mean"] == pytest.approx(1 / 3)
+    largest, left_out = group_rows(gpt, "topic", limit=2)
+    assert [g.value for g in largest] == ["algebra", "geometry"] and left_out == 1
+    assert group_rows(gpt, "missing") == ([], 0)
+    assert group_columns({"targets": {"gpt": {"scorers": {"exact": {}}}}}) == []

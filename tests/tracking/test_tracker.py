@@ -109,6 +109,53 @@ def test_child_runs_have_target_params_metrics_and_tags(
     assert tags["evalcluster.suite_version"] == "a1b2c3d4"
 
 
+def _group(n: int, mean: float, low: float | None = None, high: float | None = None) -> dict:
+    return {"n": n, "mean": mean, "stderr": 0.1, "ci_low": low, "ci_high": high, "method": "t"}
+
+
+def test_group_by_breakdowns_are_child_run_metrics_capped_and_sanitised(
+    tracker: MlflowTracker, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+):
+    import evalcluster.tracking.tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "MAX_LOGGED_GROUPS", 2, raising=False)
+    topic = {"algebra": _group(12, 0.75, 0.5, 0.9), "geo/metry": _group(6, 0.5, 0.2, 0.8)}
+    level = {"easy": _group(10, 0.9, 0.7, 1.0), "hard": _group(5, 0.2), "..": _group(1, 1.0)}
+    summary = {
+        "targets": {
+            "t1": {
+                "scorers": {
+                    "exact": {"mean": 0.7, "groups": {"topic": topic, "level": level}},
+                    "numeric": {"mean": 0.6, "groups": {"topic": {"algebra": _group(11, 0.8)}}},
+                }
+            }
+        }
+    }
+    parent = _start(tracker, "groups-suite", "run-groups")
+    tracker.finish_evaluation(parent, status="FINISHED", summary=summary, targets=[_target("t1")])
+
+    child = _children(client, parent)["t1"]
+    metrics = child.data.metrics
+    assert metrics["exact/mean"] == 1.0  # the target's own metrics are untouched
+    assert metrics["exact/by_topic/algebra/mean"] == pytest.approx(0.75)
+    assert metrics["exact/by_topic/algebra/ci_low"] == pytest.approx(0.5)
+    assert metrics["exact/by_topic/algebra/ci_high"] == pytest.approx(0.9)
+    assert metrics["exact/by_topic/algebra/n"] == 12
+    assert metrics["numeric/by_topic/algebra/mean"] == pytest.approx(0.8)
+    assert metrics["exact/by_level/easy/mean"] == pytest.approx(0.9)
+    assert metrics["exact/by_level/hard/mean"] == pytest.approx(0.2)
+    assert "exact/by_level/hard/ci_low" not in metrics  # no interval: nothing to log
+    # "/" inside a value becomes "_" plus a hash of the value, so values cannot clash
+    geo = [name for name in metrics if name.startswith("exact/by_topic/geo_metry_")]
+    assert sorted(name.rsplit("/", 1)[1] for name in geo) == ["ci_high", "ci_low", "mean", "n"]
+    # level has three groups: the two largest are logged, and the run says so
+    assert not any(name.startswith("exact/by_level/__") for name in metrics)
+    capped = child.data.tags["evalcluster.groups_capped"]
+    assert "level: the 2 largest of 3 groups logged" in capped
+    assert "topic" not in capped
+    assert not any("/by_" in name for name in client.get_run(parent).data.metrics)
+
+
 def test_secret_looking_params_are_never_logged(
     client: MlflowClient, logged_evaluation: LoggedEvaluation
 ):
