@@ -1,13 +1,33 @@
-"""The `evalcluster` command. Exit codes: 0 done, 1 run failed, 2 usage or invalid suite."""
+"""The `evalcluster` command. Exit codes: 0 done, 1 run failed, 2 usage or invalid suite.
+
+`evalcluster --help`, `runs`, `results` and `compare` import neither Ray nor MLflow: the run
+options (`add_run_arguments`) live beside the Ray driver, so they are added, and Ray imported,
+only for the commands that take them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from evalcluster.errors import EvalclusterError, SpecError
-from evalcluster.jobs.run_suite import EXIT_FAILED, EXIT_USAGE, add_run_arguments
+
+# The same codes as evalcluster.jobs.run_suite's, which imports Ray.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+RUN_COMMANDS = ("run", "submit")  # the commands that take the run options
+FORMAT_HELP = "output format (default table)"
+STORE_HELP = "results store: a folder or s3://bucket/prefix (default ./evalstore)"
+ENDPOINT_HELP = "S3 endpoint (MinIO etc.); default $AWS_ENDPOINT_URL"
+
+
+def package_version() -> str:
+    try:
+        return version("evalcluster")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,24 +36,54 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"evalcluster: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="evalcluster", description="Distributed LLM evaluation on Ray.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    from evalcluster.jobs.run_suite import add_run_arguments  # imports Ray
 
-    run = sub.add_parser("run", help="run a suite (embedded Ray, or --address to join a cluster)")
-    add_run_arguments(run)
-    run.add_argument("--address", help="Ray address: auto, ray://HOST:10001, HOST:6379")
+    add_run_arguments(p)
+
+
+def build_parser(*, run_options: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; `run_options=False` leaves the run options out of `run` and
+    `submit` (adding them imports Ray), for parsing any other command."""
+    parser = _Parser(prog="evalcluster", description="Distributed LLM evaluation on Ray.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        parser_class=_Parser,
+        help="see `evalcluster COMMAND --help` for a command's options",
+    )
+    run = sub.add_parser(
+        "run",
+        help="run a suite on a Ray started for this run, or on a cluster with --address",
+        description="Run a suite. Without --address it starts a Ray of its own for the run "
+        "(never one found on this machine or in $RAY_ADDRESS) and stops it after.",
+    )
+    if run_options:
+        _add_run_arguments(run)
+    run.add_argument(
+        "--address",
+        help="join this Ray cluster: auto, ray://HOST:10001, HOST:6379 "
+        "(default: start a Ray of its own)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    submit = sub.add_parser("submit", help="submit a suite as a Ray job")
-    add_run_arguments(submit)
+    submit = sub.add_parser(
+        "submit",
+        help="submit a suite as a Ray job",
+        description="Submit a suite as a Ray job; every run option is forwarded to the job. "
+        "With --dry-run nothing is submitted and the cluster is not contacted: the suite and "
+        "options are validated here, and the plan and the job's command line are printed.",
+    )
+    if run_options:
+        _add_run_arguments(submit)
     submit.add_argument("--address", required=True, help="Ray dashboard, http://HEAD:8265")
     submit.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
     submit.add_argument("--working-dir", default=".", help="uploaded as the job's working dir")
 
     serve = sub.add_parser("serve", help="start the HTTP service on Ray Serve")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     serve.add_argument(
         "--config", help="service configuration (tenants, provider registry, dataset roots)"
     )
@@ -43,43 +93,73 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-keys-file", help="file with one API key per line (a tenant each)")
 
     simulate = sub.add_parser("simulate", help="run the provider simulator", add_help=False)
-    simulate.add_argument("args", nargs=argparse.REMAINDER)
+    simulate.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        help="the simulator's options: see `evalcluster simulate --help`",
+    )
 
     runs = sub.add_parser("runs", help="list runs in a store")
-    runs.add_argument("--store", default="./evalstore")
-    runs.add_argument("--endpoint-url")
-    runs.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    runs.add_argument("--store", default="./evalstore", help=STORE_HELP)
+    runs.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    runs.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help=FORMAT_HELP
+    )
 
     results = sub.add_parser("results", help="show a run's results")
-    results.add_argument("run_id")
-    results.add_argument("--store", default="./evalstore")
-    results.add_argument("--endpoint-url")
-    results.add_argument("--target")
-    results.add_argument("--limit", type=int, default=50)
-    results.add_argument("--offset", type=int, default=0)
-    results.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    results.add_argument("run_id", help="the run's id (see `evalcluster runs`)")
+    results.add_argument("--store", default="./evalstore", help=STORE_HELP)
+    results.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    results.add_argument("--target", help="only this target's results")
+    results.add_argument(
+        "--limit", type=int, default=50, help="at most this many rows (default 50)"
+    )
+    results.add_argument("--offset", type=int, default=0, help="skip this many rows first")
+    results.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help=FORMAT_HELP
+    )
 
-    compare = sub.add_parser("compare", help="paired comparison of two runs")
-    compare.add_argument("run_a")
-    compare.add_argument("run_b")
-    compare.add_argument("--store", default="./evalstore")
-    compare.add_argument("--endpoint-url")
-    compare.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    compare = sub.add_parser(
+        "compare",
+        help="paired comparison of two runs",
+        description="Paired comparison of two runs of the same suite, on the samples they "
+        "share: B minus A per target and scorer. Runs of different suites exit 2.",
+    )
+    compare.add_argument("run_a", help="the baseline run's id")
+    compare.add_argument("run_b", help="the run compared with it")
+    compare.add_argument("--store", default="./evalstore", help=STORE_HELP)
+    compare.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    compare.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help=FORMAT_HELP
+    )
 
-    providers = sub.add_parser("providers", help="show provider endpoints and their state")
+    providers = sub.add_parser(
+        "providers",
+        help="show provider endpoints and their state",
+        description="With --suite, list the suite's configured providers. The provider "
+        "actors' live state is read only from the cluster named by --address or $RAY_ADDRESS: "
+        "it never attaches to a Ray it happens to find on this machine. Without either, and "
+        "without --suite, it exits 2.",
+    )
     providers.add_argument("--suite", help="list this suite's providers")
-    providers.add_argument("--address", help="Ray address of a running cluster (default: auto)")
-    providers.add_argument("--format", choices=["table", "json"], default="table")
+    providers.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS") or None,
+        help="Ray cluster to read the provider actors from: HOST:6379 or ray://HOST:10001 "
+        "(default $RAY_ADDRESS; none: live state is not shown)",
+    )
+    providers.add_argument("--format", choices=["table", "json"], default="table", help=FORMAT_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simulate"]:
-        from evalcluster.simulator.__main__ import main as simulate_main
+        from evalcluster.simulator.cli import main as simulate_main
 
         return simulate_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(run_options=command in RUN_COMMANDS).parse_args(argv)
     from evalcluster import commands
 
     handler = getattr(commands, f"cmd_{args.command}")

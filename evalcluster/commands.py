@@ -1,4 +1,8 @@
-"""Handlers of the `evalcluster` subcommands (the parser is in cli.py)."""
+"""Handlers of the `evalcluster` subcommands (the parser is in cli.py).
+
+Ray, MLflow and the driver (evalcluster.jobs.run_suite) are imported inside the handlers that
+need them, so that `runs`, `results` and `compare` start quickly and never touch Ray.
+"""
 
 from __future__ import annotations
 
@@ -10,57 +14,56 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+from evalcluster.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from evalcluster.errors import EvalclusterError, SpecError
 from evalcluster.jobs.prepare import prepare_suite
-from evalcluster.jobs.run_suite import EXIT_FAILED, EXIT_OK, execute, options_from_args
+
+if TYPE_CHECKING:
+    from evalcluster.store.manifest import RunManifest
 
 out = Console(file=sys.stdout, width=160)
 AGENT_WAIT_S = 60.0
+JOB_MODULE = "evalcluster.jobs.run_suite"
+# Run options `submit` acts on itself instead of forwarding them to the job.
+SUBMIT_ONLY_OPTIONS = frozenset({"dry_run"})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from evalcluster.jobs.run_suite import execute
+
     return execute(args, args.address, show_progress=not args.quiet)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit the suite as a Ray job. With --dry-run: validate here, print the plan and the
+    job's command line, and return before anything contacts the cluster."""
+    from evalcluster.jobs.display import print_plan
+    from evalcluster.jobs.driver import select_targets
+    from evalcluster.jobs.run_suite import options_from_args
+
+    # A bad suite, option or --target fails here, before anything reaches the cluster.
+    options = options_from_args(args, None)
+    suite = select_targets(prepare_suite(args.suite), options.targets)
+    entrypoint = shlex.join(job_entrypoint(args))
+    if options.dry_run:
+        print_plan(suite, options)
+        print("dry run: nothing was submitted. The job would be:")
+        print(f"  address: {args.address}")
+        print(f"  working dir: {Path(args.working_dir).resolve()}")
+        print(f"  entrypoint: {entrypoint}", flush=True)
+        return EXIT_OK
+
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    prepare_suite(args.suite)  # a bad suite fails here, before anything reaches the cluster
-    options = options_from_args(args, None)
-    entrypoint = [
-        "python",
-        "-m",
-        "evalcluster.jobs.run_suite",
-        args.suite,
-        "--store",
-        _absolute_store(options.store),
-        "--tracking-uri",
-        _absolute_tracking(options.tracking_uri),
-    ]
-    for name, flag in (
-        ("run_id", "--run-id"),
-        ("max_samples", "--max-samples"),
-        ("budget_usd", "--budget-usd"),
-        ("endpoint_url", "--endpoint-url"),
-    ):
-        value = getattr(options, name)
-        if value is not None:
-            entrypoint += [flag, str(value)]
-    for target in options.targets:
-        entrypoint += ["--target", target]
-    if options.no_cache:
-        entrypoint.append("--no-cache")
-    if options.priority != 1.0:
-        entrypoint += ["--priority", str(options.priority)]
     client = JobSubmissionClient(args.address)
     job_id = _submit_with_retry(
         client,
-        entrypoint=shlex.join(entrypoint),
+        entrypoint=entrypoint,
         runtime_env={"working_dir": args.working_dir},
         metadata={"evalcluster.suite": Path(args.suite).name},
     )
@@ -77,6 +80,41 @@ def cmd_submit(args: argparse.Namespace) -> int:
     status = client.get_job_status(job_id)
     print(f"job {job_id}: {status}", file=sys.stderr)
     return EXIT_OK if status == JobStatus.SUCCEEDED else EXIT_FAILED
+
+
+def job_entrypoint(args: argparse.Namespace) -> list[str]:
+    """The job's command line: ``python -m evalcluster.jobs.run_suite`` with every run option
+    in `args`, read off the parser `add_run_arguments` builds, so an option added there is
+    forwarded with no change here. Only SUBMIT_ONLY_OPTIONS stay behind. The store and the
+    MLflow database are made absolute: the job runs in a working dir of its own."""
+    from evalcluster.jobs.run_suite import add_run_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_run_arguments(parser)
+    values = {
+        **vars(args),
+        "store": _absolute_store(args.store),
+        "tracking_uri": _absolute_tracking(args.tracking_uri),
+    }
+    command = ["python", "-m", JOB_MODULE]
+    for action in parser._actions:
+        if action.dest in SUBMIT_ONLY_OPTIONS:
+            continue
+        value = values[action.dest]
+        if not action.option_strings:  # the suite
+            command.append(str(value))
+            continue
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreTrueAction):
+            command += [flag] if value else []
+        elif isinstance(action, argparse._AppendAction):
+            for item in value or ():
+                command += [flag, str(item)]
+        elif isinstance(action, argparse._StoreAction) and action.nargs is None:
+            command += [flag, str(value)] if value is not None else []
+        else:  # a kind of option this does not know how to write back: fail, never drop it
+            raise TypeError(f"cannot forward {flag} ({type(action).__name__}) to the job")
+    return command
 
 
 def _submit_with_retry(client: Any, **job: Any) -> str:
@@ -98,7 +136,7 @@ def _absolute_store(store: str) -> str:
 
 
 def _absolute_tracking(uri: str | None) -> str:
-    if uri is None:
+    if not uri or uri.lower() == "none":
         return "none"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
@@ -180,8 +218,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from evalcluster.store.fs import open_store
 
     store = open_store(args.store, endpoint_url=args.endpoint_url)
-    for run_id in (args.run_a, args.run_b):
-        _require_run(store, run_id)
+    a, b = (_require_run(store, run_id) for run_id in (args.run_a, args.run_b))
+    if a.suite != b.suite:
+        print(
+            f"evalcluster: error: {args.run_a} and {args.run_b} are runs of different suites "
+            f"({a.suite!r} and {b.suite!r}); compare runs of the same suite",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     rows = compare_runs(store, args.run_a, args.run_b)
     _emit(rows, args.format, title=f"{args.run_b} minus {args.run_a} (paired)")
     return EXIT_OK
@@ -205,26 +249,33 @@ def cmd_providers(args: argparse.Namespace) -> int:
                 }
             )
         _emit(rows, args.format, title="configured providers")
+    if not args.address:
+        print(
+            "evalcluster: no Ray cluster given: pass --address (or set RAY_ADDRESS) to see the "
+            "provider actors' live state"
+            + ("" if args.suite else ", or --suite to list a suite's providers"),
+            file=sys.stderr,
+        )
+        return EXIT_OK if args.suite else EXIT_USAGE
     live = _live_provider_status(args.address)
     if live is None:
-        if not args.suite:
-            print(
-                "no Ray cluster reachable; pass --suite to list a suite's providers",
-                file=sys.stderr,
-            )
-        return EXIT_OK
+        print(f"evalcluster: error: no Ray cluster reachable at {args.address}", file=sys.stderr)
+        return EXIT_FAILED
     _emit(live, args.format, title="provider actors")
     return EXIT_OK
 
 
-def _live_provider_status(address: str | None) -> list[dict[str, Any]] | None:
+def _live_provider_status(address: str) -> list[dict[str, Any]] | None:
+    """The provider actors' rows from the cluster at `address`, which the user named (no
+    implicit "auto": that attaches to whatever cluster runs on this machine); None if it
+    cannot be reached."""
     import ray
 
     from evalcluster.actors.provider import provider_status_rows
 
     try:
         ray.init(
-            address=address or "auto",
+            address=address,
             namespace="evalcluster",
             log_to_driver=False,
             configure_logging=False,
@@ -237,11 +288,14 @@ def _live_provider_status(address: str | None) -> list[dict[str, Any]] | None:
         ray.shutdown()
 
 
-def _require_run(store: Any, run_id: str) -> None:
+def _require_run(store: Any, run_id: str) -> RunManifest:
+    """The run's manifest; no such run is an error."""
     from evalcluster.store.manifest import read_manifest
 
-    if read_manifest(store, run_id) is None:
+    manifest = read_manifest(store, run_id)
+    if manifest is None:
         raise EvalclusterError(f"no run {run_id!r} in {store.uri}")
+    return manifest
 
 
 def _emit(rows: list[dict[str, Any]], fmt: str, *, title: str) -> None:

@@ -96,14 +96,18 @@ def select_targets(suite: LoadedSuite, names: list[str]) -> LoadedSuite:
 
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Join the cluster at `address`, or start an embedded one; leave Ray as we found it."""
+    """Use the Ray this process already started, else join the cluster at `address`, else
+    start an embedded one; leave Ray as we found it."""
     if ray.is_initialized():
         yield
         return
     if address:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     else:
+        # "local": always a new Ray of our own, never a cluster that someone started on this
+        # machine with `ray start` (which a bare ray.init() joins) nor the one in $RAY_ADDRESS.
         ray.init(
+            address="local",
             namespace=NAMESPACE,
             include_dashboard=False,
             log_to_driver=False,

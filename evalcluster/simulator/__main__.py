@@ -2,4 +2,5 @@
 
 from evalcluster.simulator.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing this module must not start (or exit) anything
+    raise SystemExit(main())

@@ -27,16 +27,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evalcluster simulate",
         description="Serve the OpenAI, Anthropic and Gemini wire formats locally.",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8900, help="0 picks a free port")
-    p.add_argument("--latency-ms", type=float, dest="latency_ms")
-    p.add_argument("--jitter-ms", type=float, dest="jitter_ms")
-    p.add_argument("--rpm", type=int, help="requests per minute")
-    p.add_argument("--tpm", type=int, help="tokens per minute")
-    p.add_argument("--error-rate", type=float, dest="error_rate")
-    p.add_argument("--accuracy", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--hang-s", type=float, dest="hang_s", help="how long a timeout holds")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8900, help="port (default 8900); 0 picks a free one")
+    p.add_argument(
+        "--latency-ms", type=float, dest="latency_ms", help="fixed delay before every answer"
+    )
+    p.add_argument(
+        "--jitter-ms",
+        type=float,
+        dest="jitter_ms",
+        help="extra delay drawn uniformly from [0, JITTER_MS] per request",
+    )
+    p.add_argument("--rpm", type=int, help="requests per minute (default unlimited)")
+    p.add_argument("--tpm", type=int, help="tokens per minute (default unlimited)")
+    p.add_argument(
+        "--error-rate",
+        type=float,
+        dest="error_rate",
+        help="probability of a fault (500, 503, timeout or dropped connection, a quarter each)",
+    )
+    p.add_argument("--accuracy", type=float, help="probability of a right answer (default 1)")
+    p.add_argument("--seed", type=int, help="seeds answer correctness and fault injection")
+    p.add_argument(
+        "--hang-s", type=float, dest="hang_s", help="how long a timed-out request is held"
+    )
     p.add_argument("--force", choices=FORCE_KINDS, help="force this outcome on every request")
     p.add_argument(
         "--api-key", action="append", dest="api_keys", metavar="KEY", help="accepted key"

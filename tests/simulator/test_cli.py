@@ -4,6 +4,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 
@@ -50,3 +52,46 @@ def test_a_port_in_use_exits_1():
         taken.listen()
         port = taken.getsockname()[1]
         assert main(["--port", str(port)]) == 1
+
+
+def test_evalcluster_simulate_console_script_serves_until_terminated():
+    """`evalcluster simulate` (the installed console script, as a user types it) runs the
+    simulator: it answers HTTP on the port given, then stops on SIGTERM."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = str(Path(sys.executable).parent / "evalcluster")
+    proc = subprocess.Popen(
+        [script, "simulate", "--port", str(port), "--api-key", "k1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"exited {proc.returncode}: {proc.stderr.read()}"
+            try:
+                if httpx.get(url + "/healthz", timeout=2).json() == {"status": "ok"}:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "no answer within 60 s"
+            time.sleep(0.2)
+        answer = httpx.post(
+            url + "/v1/chat/completions",
+            headers={"Authorization": "Bearer k1"},
+            json={"model": "sim-1", "messages": [{"role": "user", "content": "What is 2+3?"}]},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"]
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
