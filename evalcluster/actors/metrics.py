@@ -1,7 +1,10 @@
-"""Prometheus metrics exported through Ray's metrics API (names fixed by DESIGN.md).
+"""Prometheus metrics exported through Ray's metrics API. Their names are a contract: the
+alert rules in infra/prometheus/, the Grafana dashboard in infra/grafana/ and the table in
+docs/operations.md ("Metrics") use them.
 
-Ray prefixes nothing to application metrics; its agent serves them with the rest of Ray's
-metrics on each node's metrics export port, so one scrape config covers the whole cluster.
+Ray's agent serves them with the rest of Ray's metrics on each node's metrics export port,
+prefixed with ``ray_`` (``evalcluster_requests_total`` is scraped as
+``ray_evalcluster_requests_total``), so one scrape config covers the whole cluster.
 """
 
 from __future__ import annotations

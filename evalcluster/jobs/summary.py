@@ -228,7 +228,7 @@ def _scorer_dict(acc: _ScorerAcc, epochs: int) -> dict[str, Any]:
 
 
 def target_results(suite: LoadedSuite, summary: dict[str, Any]) -> list[Any]:
-    """Per-target params and metrics for MLflow, with the names DESIGN.md fixes."""
+    """Per-target params and metrics for MLflow, with the names docs/mlflow.md lists."""
     from evalcluster.tracking import TargetResult
 
     results = []

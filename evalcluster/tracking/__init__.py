@@ -1,4 +1,4 @@
-"""MLflow logging of evaluation runs (DESIGN.md, "MLflow"; docs/mlflow.md)."""
+"""MLflow logging of evaluation runs (docs/mlflow.md; docs/architecture.md)."""
 
 from evalcluster.tracking.connection import DEFAULT_TRACKING_URI
 from evalcluster.tracking.tracker import MlflowTracker, TargetResult
