@@ -105,7 +105,9 @@ def build_request(
     messages.append(Message("user", render_prompt(spec.prompt, sample.fields)))
     if params is None:
         params = target.params.as_dict()
-    return CompletionRequest(target.model, tuple(messages), params)
+    # The reference rides along for a simulated provider's adapter only (see CompletionRequest)
+    # and stays out of `request_hash`: it is a function of the sample, as the prompt is.
+    return CompletionRequest(target.model, tuple(messages), params, sample.reference)
 
 
 def is_sampling(params: dict[str, Any], epochs: int) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from evalcluster.errors import (
@@ -151,6 +151,8 @@ class HttpAdapter(ProviderAdapter):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         call = self.build_call(request)
+        if request.reference is not None and self.config.kind == "simulated":
+            call = _with_reference(call, request.reference)
         started = time.perf_counter()
         try:
             response = await self.transport.request(
@@ -262,6 +264,17 @@ class HttpAdapter(ProviderAdapter):
     def rate_limits(self, response: HttpResponse) -> RateLimitSnapshot:
         """The provider's rate-limit headers on `response`."""
         return parse_rate_limits(response.headers)
+
+
+def _with_reference(call: HttpCall, reference: str) -> HttpCall:
+    """`call` with the sample's reference in the simulator's header (simulated providers only;
+    a reference too long for a header is left out and the simulator answers by its rules)."""
+    from evalcluster.simulator.reference import REFERENCE_HEADER, encode_reference
+
+    value = encode_reference(reference)
+    if value is None:
+        return call
+    return replace(call, headers={**call.headers, REFERENCE_HEADER: value})
 
 
 def _client_policy(name: str, config: ProviderConfig) -> NetworkPolicy:

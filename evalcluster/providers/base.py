@@ -27,11 +27,17 @@ class Message:
 @pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """One chat completion to make. `params` are the target's generation parameters."""
+    """One chat completion to make. `params` are the target's generation parameters.
+
+    `reference` is the sample's reference answer, for `kind: simulated` providers only: their
+    adapter sends it to the simulator (header ``x-evalcluster-reference``) so it can answer
+    right with probability `accuracy`; every other adapter ignores it. It is not part of the
+    request's cache identity (`jobs.samples.request_hash`), being a function of the sample."""
 
     model: str
     messages: tuple[Message, ...]
     params: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None
 
     @property
     def system(self) -> str | None:

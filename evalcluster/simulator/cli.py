@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", choices=FORCE_KINDS, help="force this outcome on every request")
     p.add_argument(
-        "--api-key", action="append", dest="api_keys", metavar="KEY", help="accepted key"
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accepted key (repeatable); without one any key, or none, is accepted",
     )
     p.add_argument(
         "--config-stdin",

@@ -75,12 +75,20 @@ class SimulatorConfig(BaseModel):
         0.0, ge=0, le=1, description="Probability of closing the connection with no response."
     )
     hang_s: float = Field(30.0, ge=0, description="How long a timed-out request is held.")
-    accuracy: float = Field(1.0, ge=0, le=1, description="Probability of a right answer.")
+    accuracy: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Probability of a right answer: to a request carrying its sample's reference "
+        "(x-evalcluster-reference, sent by runs to simulated providers) on any dataset; without "
+        "one, to arithmetic and multiple-choice prompts only.",
+    )
     seed: int = Field(0, description="Seeds answer correctness and fault injection.")
     api_keys: list[str] | None = Field(
         None,
         repr=False,
-        description="Accepted API keys; None accepts any non-empty key. Never logged or echoed.",
+        description="Accepted API keys; None accepts any key, or none at all (a keyless "
+        "`kind: local` client sends no Authorization header). Never logged or echoed.",
     )
     price_input_per_mtok: float = Field(1.0, ge=0, description="USD per million input tokens.")
     price_output_per_mtok: float = Field(2.0, ge=0, description="USD per million output tokens.")

@@ -11,7 +11,13 @@ from evalcluster.simulator.tokens import count_tokens, truncate_tokens
 def generate(request: SimRequest, config: SimulatorConfig, thinking_tokens: int = 0) -> SimResult:
     """The output for `request`: the model's answer cut at the earliest stop sequence, then
     at `max_tokens` (finish "length"). Cost is set only when the request asked for it."""
-    text = answer(request.prompt, model=request.model, seed=config.seed, accuracy=config.accuracy)
+    text = answer(
+        request.prompt,
+        model=request.model,
+        seed=config.seed,
+        accuracy=config.accuracy,
+        reference=request.reference,
+    )
     finish = "stop"
     stop_sequence = None
     cuts = [(text.find(s), s) for s in request.stop if s in text]

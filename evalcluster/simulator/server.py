@@ -1,7 +1,8 @@
 """The simulator's aiohttp application and the order in which a request is judged.
 
-A provider request goes through, in order: API key (a missing key always fails) -> required
-headers -> JSON body -> ``x-sim-*`` headers -> body validation -> forced outcome (skips
+A provider request goes through, in order: API key (checked only when the config lists
+``api_keys``; without a list any key, or none, is accepted) -> required headers -> JSON body ->
+``x-sim-*`` and ``x-evalcluster-reference`` headers -> body validation -> forced outcome (skips
 limits and faults) -> context window -> rpm/tpm limiter (answers 429 at once) -> injected
 fault -> latency -> answer. Admin routes: ``GET /healthz``, ``GET /stats``,
 ``POST /stats/reset``, ``GET|POST /admin/config``.
@@ -15,7 +16,7 @@ import json
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,7 @@ from evalcluster.simulator.formats.base import (
 )
 from evalcluster.simulator.generation import generate, token_charge
 from evalcluster.simulator.ratelimit import Admission, RateLimiter
+from evalcluster.simulator.reference import REFERENCE_HEADER, decode_reference
 from evalcluster.simulator.stats import Stats
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -49,6 +51,7 @@ class _Directives:
     force: str | None
     retry_after_s: float | None
     thinking_tokens: int
+    reference: str | None = None  # x-evalcluster-reference, decoded
 
 
 class SimulatorServer:
@@ -146,6 +149,8 @@ class SimulatorServer:
         except RequestInvalid as exc:
             record(fmt.name, "bad_request")
             return fmt.error("bad_request", ErrorContext(message=exc.message, param=exc.param))
+        if directives.reference is not None:
+            sim = replace(sim, reference=directives.reference)
         result = generate(sim, config, directives.thinking_tokens)
         if directives.force is not None:
             outcome = forced(directives.force, fmt, sim, result, config, directives.retry_after_s)
@@ -195,14 +200,18 @@ class SimulatorServer:
     def _check_auth(
         self, request: web.Request, fmt: WireFormat, config: SimulatorConfig
     ) -> HttpReply | None:
+        """An error reply when `config.api_keys` is set and the request carries none of them.
+        Without a key list the simulator is open: any key, or none (a `kind: local` provider
+        sends no Authorization header unless it has a key), is accepted."""
+        if config.api_keys is None:
+            return None
         key = fmt.api_key(request)
         if key is None:
             return fmt.error("auth_missing", ErrorContext())
-        if config.api_keys is not None:
-            # Compare every key in constant time so timing reveals nothing about them.
-            matches = [hmac.compare_digest(key.encode(), k.encode()) for k in config.api_keys]
-            if not any(matches):
-                return fmt.error("auth_invalid", ErrorContext())
+        # Compare every key in constant time so timing reveals nothing about them.
+        matches = [hmac.compare_digest(key.encode(), k.encode()) for k in config.api_keys]
+        if not any(matches):
+            return fmt.error("auth_invalid", ErrorContext())
         return None
 
     def _draw_fault(self, config: SimulatorConfig) -> str | None:
@@ -269,10 +278,17 @@ def _directives(request: web.Request, config: SimulatorConfig) -> _Directives:
             raise _HeaderInvalid(f"x-sim-force must be one of {', '.join(FORCE_KINDS)}")
     retry_after = _number_header(request, "x-sim-retry-after", float)
     thinking = _number_header(request, "x-sim-thinking-tokens", int)
+    reference = request.headers.get(REFERENCE_HEADER)
+    if reference is not None:
+        try:
+            reference = decode_reference(reference)
+        except ValueError:
+            raise _HeaderInvalid(f"{REFERENCE_HEADER} must be percent-encoded UTF-8") from None
     return _Directives(
         force=force if force is not None else config.force,
         retry_after_s=retry_after,
         thinking_tokens=int(thinking or 0),
+        reference=reference,
     )
 
 

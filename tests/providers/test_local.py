@@ -46,14 +46,20 @@ def test_metadata_address_is_refused_unless_allowed() -> None:
 
 
 async def test_http_local_server_without_a_key(sim, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The simulator wants some key; a local server configured without one sends none and
-    # gets the server's 401, mapped like any other.
+    # A local server configured without a key sends none: a keyless server (the simulator
+    # without a key list) answers; one that wants a key answers 401, mapped like any other.
     from evalcluster.errors import AuthError
 
     monkeypatch.delenv("EVALCLUSTER_TEST_KEY", raising=False)
+    request = ask("What is 2 + 3? Answer with the number only.")
     async with over_http(sim, "local", api_key_env=None) as adapter:
-        with pytest.raises(AuthError):
-            await adapter.complete(ask())
+        assert (await adapter.complete(request)).text == sim_answer(request)
+        sim.reconfigure(api_keys=["sk-wanted"])
+        try:
+            with pytest.raises(AuthError):
+                await adapter.complete(request)
+        finally:
+            sim.reconfigure(api_keys=None)
 
 
 async def test_http_local_server_with_a_key(sim, api_key: str) -> None:

@@ -182,6 +182,7 @@ def test_stats_count_requests_and_tokens_by_format_and_reset(sim, client):
         body = post(client, fmt, sim.url, QUESTION, system="Be brief.").json()
         tokens_in, tokens_out = usage_of(fmt, body)
         served_in, served_out = served_in + tokens_in, served_out + tokens_out
+    sim.reconfigure(api_keys=["k"])
     post(client, "openai", sim.url, QUESTION, key=None)
     stats = sim.stats()
     assert stats["requests_total"] == 4

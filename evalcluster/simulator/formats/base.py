@@ -54,6 +54,7 @@ class SimRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     include_cost: bool = False  # OpenRouter's "usage": {"include": true}
+    reference: str | None = None  # the sample's answer, from the x-evalcluster-reference header
 
 
 @dataclass(frozen=True, slots=True)

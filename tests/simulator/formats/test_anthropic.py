@@ -69,7 +69,9 @@ def test_stop_sequence_is_reported(sim, client):
     assert resp["content"][0]["text"] == full[: full.index(word)]
 
 
-def test_missing_key_is_401_authentication_error(sim, client):
+def test_missing_key_is_401_authentication_error_when_keys_are_listed(sim, client):
+    assert post(client, "anthropic", sim.url, QUESTION, key=None).status_code == 200
+    sim.reconfigure(api_keys=["sk-ant-good"])
     resp = post(client, "anthropic", sim.url, QUESTION, key=None)
     assert resp.status_code == 401
     assert resp.json()["error"]["type"] == "authentication_error"

@@ -61,7 +61,9 @@ def test_multi_turn_contents_count_every_part(sim, client):
     assert body["candidates"][0]["content"]["parts"][0]["text"] == "-2"
 
 
-def test_missing_key_is_403_permission_denied(sim, client):
+def test_missing_key_is_403_permission_denied_when_keys_are_listed(sim, client):
+    assert post(client, "gemini", sim.url, QUESTION, key=None).status_code == 200
+    sim.reconfigure(api_keys=["good-key"])
     resp = post(client, "gemini", sim.url, QUESTION, key=None)
     assert resp.status_code == 403
     error = resp.json()["error"]

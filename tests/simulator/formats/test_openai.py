@@ -89,10 +89,21 @@ def test_models_lists_the_configured_models(sim, client):
     resp = client.get(sim.url + "/v1/models", headers={"Authorization": "Bearer k"})
     assert resp.status_code == 200
     assert [m["id"] for m in resp.json()["data"]] == ["sim-1", "sim-1-mini"]
+    assert client.get(sim.url + "/v1/models").status_code == 200  # no key list: open
+    sim.reconfigure(api_keys=["k"])
     assert client.get(sim.url + "/v1/models").status_code == 401
+    assert client.get(sim.url + "/v1/models", headers={"Authorization": "Bearer k"}).is_success
 
 
-def test_missing_key_is_401_in_openai_shape(sim, client):
+def test_without_a_key_list_a_request_without_a_key_is_answered(sim, client):
+    resp = post(client, "openai", sim.url, QUESTION, key=None)
+    assert resp.status_code == 200
+    assert resp.json()["choices"][0]["message"]["content"] == answer(QUESTION)
+    assert sim.stats()["by_outcome"]["ok"] == 1
+
+
+def test_missing_key_is_401_in_openai_shape_when_keys_are_listed(sim, client):
+    sim.reconfigure(api_keys=["sk-good"])
     resp = post(client, "openai", sim.url, QUESTION, key=None)
     assert resp.status_code == 401
     error = resp.json()["error"]
