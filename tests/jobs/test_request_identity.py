@@ -24,7 +24,12 @@ from evalcluster.jobs.shard import ShardContext, ShardEvaluator
 from evalcluster.jobs.simulators import started_simulators
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.spec.loader import load_suite
-from evalcluster.spec.models import CustomHttpConfig, ProviderConfig, SimulatorOptions
+from evalcluster.spec.models import (
+    BUILTIN_PROVIDER_KINDS,
+    CustomHttpConfig,
+    ProviderConfig,
+    SimulatorOptions,
+)
 from evalcluster.store.cache import ResponseCache
 from evalcluster.store.fs import open_store
 from tests.conftest import write_suite
@@ -49,7 +54,7 @@ DENIED = {
     "client_networks",
 }
 SIMULATOR_DENIED = {"latency_ms", "jitter_ms", "rpm", "tpm", "error_rate"}
-KINDS = typing.get_args(ProviderConfig.model_fields["kind"].annotation)
+KINDS = tuple(sorted(BUILTIN_PROVIDER_KINDS))
 # Blocks read by one kind only (and required by `custom`): walked for that kind alone.
 BLOCKS = {"custom": "custom", "simulator": "simulated"}
 
