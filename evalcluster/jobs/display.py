@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -54,34 +56,93 @@ def format_score(stats: Mapping[str, Any] | None) -> str:
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
-class ProgressDisplay:
-    """samples done/total, cost, errors and rate, redrawn from run-actor snapshots."""
+# Library loggers whose lines would break through the live bar, and the level they are held
+# at while it is drawn: Ray's token-authentication banner (a WARNING that, with Ray's logging
+# not configured, Python prints bare on stderr) and MLflow's "Creating initial MLflow database
+# tables" / "Updating database tables" (INFO, on MLflow's own stderr handler). Their errors
+# still show.
+QUIET_LOGGERS = {
+    "ray._private.authentication": logging.ERROR,
+    "mlflow.store": logging.WARNING,
+    "mlflow.tracking": logging.WARNING,
+    "mlflow.tracing": logging.WARNING,
+}
 
-    def __init__(self, enabled: bool = True):
+
+@contextlib.contextmanager
+def quiet_library_logs() -> Iterator[None]:
+    """Hold the QUIET_LOGGERS at their levels, then give them back the levels they had."""
+    previous = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in previous.items():
+            logger = logging.getLogger(name)
+            if logger.level == QUIET_LOGGERS[name]:  # unless someone has set it since
+                logger.setLevel(level)
+
+
+class _Count(MofNCompleteColumn):
+    """``done/total``; nothing until the total is known (the phase says what is going on)."""
+
+    def render(self, task: Any) -> Text:
+        if task.total is None:
+            return Text("")
+        return super().render(task)
+
+
+class ProgressDisplay:
+    """What the run is doing (its phase), then samples done/total, cost, errors and rate,
+    redrawn from run-actor snapshots. While the bar is drawn, the library log lines in
+    QUIET_LOGGERS are held back so that they do not break through it."""
+
+    def __init__(self, enabled: bool = True, *, to: Console | None = None):
         self.enabled = enabled
+        self.console = to or console
         self._progress: Progress | None = None
         self._task = None
         self._last_done = 0
+        self._quiet: contextlib.ExitStack | None = None
 
     def __enter__(self) -> ProgressDisplay:
         if self.enabled:
+            self._quiet = contextlib.ExitStack()
+            self._quiet.enter_context(quiet_library_logs())
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                _Count(),
                 TextColumn("{task.fields[stats]}"),
                 TimeElapsedColumn(),
-                console=console,
+                console=self.console,
                 transient=False,
                 refresh_per_second=5,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task("samples", total=None, stats="")
+            self._task = self._progress.add_task("starting", total=None, stats="")
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+        try:
+            if self._progress is not None:
+                self._progress.__exit__(*exc)
+        finally:
+            if self._quiet is not None:
+                self._quiet.close()
+
+    def phase(self, name: str, detail: str | None = None) -> None:
+        """Show what the run is doing now (``starting Ray``, ``running``, ``writing MLflow``)
+        in the bar, drawn at once: a phase may be over before the next timed refresh. A
+        `detail` is printed as a line of its own (above the bar while it is drawn), with or
+        without a bar: a person who pressed Ctrl-C must see that it was heard."""
+        if detail:
+            self.console.print(f"{name}: {detail}", markup=False, highlight=False)
+        if self._progress is None or self._task is None:
+            return
+        self._progress.update(self._task, description=name)
+        self._progress.refresh()
 
     def update(self, snapshot: dict[str, Any]) -> None:
         if self._progress is None or self._task is None:

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FLUSH_S = 2.0
 CANCEL_CHECK_S = 0.5
+FINAL_PROGRESS_WAIT_S = 2.0  # how long the last frame waits for shards' last reports to land
 WORKING_DIR_WAIT_S = 10.0  # how long Ray may take to unpack a job's working_dir again
 # One CPU per shard task. Shards mostly wait on provider actors, but each keeps a whole shard
 # of requests in flight (enough for a provider's default concurrency on its own), and every
@@ -72,6 +73,9 @@ class RunResult:
 
 
 ProgressCallback = Callable[[dict[str, Any]], None]
+# What the run is doing now ("starting Ray", "running", "writing MLflow", ...), and a line to
+# show a person as it is (a stop that was heard), if any.
+PhaseCallback = Callable[[str, str | None], None]
 
 
 def new_run_id(suite_name: str) -> str:
@@ -102,7 +106,14 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     if address:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+        # Ray's INFO lines ("Connecting to existing Ray cluster...") would break through the
+        # progress bar; its warnings still show.
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     else:
         # "local": always a new Ray of our own, never a cluster that someone started on this
         # machine with `ray start` (which a bare ray.init() joins) nor the one in $RAY_ADDRESS.
@@ -144,10 +155,14 @@ def _return_to(cwd: str) -> None:
 
 
 class _Cancel:
-    """SIGTERM (Ray's job stop) and SIGINT ask the driver to stop cleanly."""
+    """SIGTERM (Ray's job stop) and SIGINT ask the driver to stop cleanly, and say at once that
+    they were heard (the stop itself can take a while: a summary and MLflow are still written).
+    A second SIGINT does not wait: it raises KeyboardInterrupt, and any further one too."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_id: str = "", on_phase: PhaseCallback | None = None) -> None:
         self.requested = False
+        self.run_id = run_id
+        self.on_phase = on_phase
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -164,12 +179,33 @@ class _Cancel:
                 signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        first = not self.requested
         self.requested = True
+        if first and self.on_phase is not None:
+            resume = f" (resume with --run-id {self.run_id})" if self.run_id else ""
+            detail = (
+                "cancelling the shards in flight; committed shards are kept"
+                + resume
+                + ("; Ctrl-C again to force" if signum == signal.SIGINT else "")
+            )
+            with contextlib.suppress(Exception):  # a display must not break the stop
+                self.on_phase("stopping", detail)
 
 
 def run_suite(
-    suite: LoadedSuite, options: RunOptions, *, on_progress: ProgressCallback | None = None
+    suite: LoadedSuite,
+    options: RunOptions,
+    *,
+    on_progress: ProgressCallback | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> RunResult:
+    """Run (or resume) `suite`. `on_progress` gets run snapshots as shards finish; `on_phase`
+    hears what the run is doing before there is anything to count and after: starting the
+    simulators, Ray and the providers, running, writing the summary and MLflow, shutting
+    down, and stopping on a signal."""
     started = time.monotonic()
     suite = select_targets(suite, options.targets)
     run_id = options.run_id or new_run_id(suite.spec.name)
@@ -183,17 +219,33 @@ def run_suite(
             message="already finished; nothing to do",
             mlflow_run_id=manifest.mlflow_run_id,
         )
-    cancel = _Cancel()
+    phase = _phases(on_phase)
+    cancel = _Cancel(run_id, on_phase)
     cwd = os.getcwd()
-    with (
-        started_simulators(suite.spec.providers) as providers,
-        ray_session(options.address),
-        cancel.installed(),  # after ray.init, which installs a SIGTERM handler of its own
-    ):
-        driver = _Driver(suite, options, store, manifest, providers, cancel, on_progress, cwd)
+    if any(p.kind == "simulated" and not p.base_url for p in suite.spec.providers.values()):
+        phase("starting simulators")
+    with contextlib.ExitStack() as stack:
+        providers = stack.enter_context(started_simulators(suite.spec.providers))
+        phase("starting Ray")
+        stack.enter_context(ray_session(options.address))
+        # after ray.init, which installs a SIGTERM handler of its own
+        stack.enter_context(cancel.installed())
+        driver = _Driver(
+            suite, options, store, manifest, providers, cancel, on_progress, cwd, phase
+        )
         result = driver.run()
+        phase("shutting down")
     result.wall_s = time.monotonic() - started
     return result
+
+
+def _phases(on_phase: PhaseCallback | None) -> Callable[[str], None]:
+    def phase(name: str) -> None:
+        if on_phase is not None:
+            with contextlib.suppress(Exception):  # a display must not fail a run
+                on_phase(name, None)
+
+    return phase
 
 
 def _prepare_manifest(
@@ -237,8 +289,10 @@ class _Driver:
         cancel: _Cancel,
         on_progress: ProgressCallback | None,
         cwd: str,
+        phase: Callable[[str], None] = lambda name: None,
     ):
         self.cwd = cwd
+        self.phase = phase
         self.suite = suite
         self.options = options
         self.store = store
@@ -264,15 +318,19 @@ class _Driver:
         totals = {t: samples * epochs for t in self.targets}
         self.live, opened = open_run(self.run_id, self.suite.spec.name, totals, self.budget)
         try:
+            self.phase("starting providers")
             actors = ensure_provider_actors(self.suite.spec, self.providers)
             ray.get(opened)  # before any shard reports to it
             _return_to(self.cwd)
+            if self.options.tracking_uri:
+                self.phase("starting MLflow")
             self._start_tracking(samples)
         except BaseException:
             with contextlib.suppress(Exception):  # else it would look live for good
                 self.live.close()
             raise
         self._set_status("running", wait=False)
+        self.phase("stopping" if self.cancel.requested else "running")
         status, message = "failed", None
         try:
             status, message = self._run_shards()
@@ -463,6 +521,28 @@ class _Driver:
             self._cancel_probe = self.live.is_cancelled()
         return False
 
+    def _final_progress(self, *, wait: bool = True) -> None:
+        """The display's last frame: the final count, not a snapshot that misses the last
+        reports of shards (a shard's report is sent without waiting, so it can reach the
+        registry after the driver has the shard's result). The rows committed are counted
+        whatever the registry says by then."""
+        if self.on_progress is None:
+            return
+        committed = sum(r.rows for shards in self.manifest.shards.values() for r in shards.values())
+        snapshot: dict[str, Any] | None = None
+        deadline = time.monotonic() + (FINAL_PROGRESS_WAIT_S if wait else 0.0)
+        with contextlib.suppress(Exception):
+            while True:
+                snapshot = ray.get(self.live.snapshot(), timeout=5)
+                if snapshot["done"] >= committed or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+        if snapshot is None:
+            return
+        snapshot = {**snapshot, "done": max(snapshot["done"], committed)}
+        with contextlib.suppress(Exception):
+            self.on_progress(snapshot)
+
     def _progress(self, *, force: bool = False) -> None:
         if self.on_progress is None:
             return
@@ -516,13 +596,16 @@ class _Driver:
     def _finish(self, status: str, message: str | None) -> dict[str, Any]:
         scorer_names = [s.name or s.type for s in self.suite.spec.scorers]
         summary: dict[str, Any] = {}
+        self._final_progress()  # the final count, before the summary and MLflow take their time
+        self.phase("writing summary")
         try:
             summary = build_summary(self.store, self.run_id, self.suite, scorer_names, status)
             write_summary(self.store, self.run_id, summary)
         finally:
             self._set_status(status, message)
-            self._progress(force=True)  # the display's last frame shows the final count
+            self._final_progress(wait=False)  # with the run's final status
         if self.tracker is not None and self.manifest.mlflow_run_id:
+            self.phase("writing MLflow")
             try:
                 samples = _traced_samples(
                     self.store, self.run_id, self.targets, self.options.max_traced_samples

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_STORE = "./evalstore"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_MAX_ERROR_RATE = 0.5
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -27,6 +28,13 @@ class RunOptions(BaseModel):
     priority: float = Field(1.0, gt=0, description="Share of a shared provider's rate.")
     max_inflight_shards: int | None = Field(None, ge=1)
     max_traced_samples: int = Field(1000, ge=0)
+    max_error_rate: float = Field(
+        DEFAULT_MAX_ERROR_RATE,
+        ge=0,
+        le=1,
+        description="The command exits 1 when more than this fraction of the run's rows are "
+        "errors (1 never). The run's own status does not depend on it.",
+    )
 
     @field_validator("run_id")
     @classmethod

@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
 from evalcluster.errors import EvalclusterError, SpecError
 from evalcluster.jobs.display import ProgressDisplay, print_plan, print_result
 from evalcluster.jobs.driver import RunResult, run_suite
-from evalcluster.jobs.options import RunOptions
+from evalcluster.jobs.options import DEFAULT_MAX_ERROR_RATE, RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.spec.loader import validation_to_spec_error
 
@@ -61,6 +62,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         default=1000,
         help="samples logged to MLflow as traces (default 1000)",
     )
+    p.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=DEFAULT_MAX_ERROR_RATE,
+        help="exit 1 when more than this fraction of the rows are errors "
+        f"(default {DEFAULT_MAX_ERROR_RATE}; 1 never)",
+    )
 
 
 def options_from_args(args: argparse.Namespace, address: str | None) -> RunOptions:
@@ -79,6 +87,7 @@ def options_from_args(args: argparse.Namespace, address: str | None) -> RunOptio
             dry_run=args.dry_run,
             priority=args.priority,
             max_traced_samples=args.max_traced_samples,
+            max_error_rate=args.max_error_rate,
         )
     except ValidationError as exc:
         error = validation_to_spec_error(exc, "command line")
@@ -93,9 +102,40 @@ def execute(args: argparse.Namespace, address: str | None, *, show_progress: boo
         print_plan(suite, options)
         return EXIT_OK
     with ProgressDisplay(enabled=show_progress) as display:
-        result: RunResult = run_suite(suite, options, on_progress=display.update)
+        result: RunResult = run_suite(
+            suite, options, on_progress=display.update, on_phase=display.phase
+        )
+        display.phase(result.status)
     print_result(result, suite)
+    too_many = too_many_errors(result.summary, options.max_error_rate)
+    if too_many:
+        print(f"evalcluster: error: {too_many}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK if result.status == "finished" else EXIT_FAILED
+
+
+def too_many_errors(summary: Mapping[str, Any] | None, max_rate: float) -> str | None:
+    """One line saying how many of the run's rows are errors, and of which kinds, when more
+    than `max_rate` of them are (the run "finished", but its results say little); else None.
+
+    Only the command's exit status follows from it: the run's status (manifest, HTTP service)
+    stays what the driver made it."""
+    targets = (summary or {}).get("targets") or {}
+    rows = sum(t.get("rows", 0) for t in targets.values())
+    errors = sum(t.get("errors", 0) for t in targets.values())
+    if not rows or errors / rows <= max_rate:
+        return None
+    kinds: dict[str, int] = {}
+    for t in targets.values():
+        for kind, n in (t.get("error_kinds") or {}).items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    by_kind = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return (
+        f"{errors} of {rows} rows are errors"
+        + (f" ({by_kind})" if by_kind else "")
+        + f", more than --max-error-rate {max_rate:g}; see the error_kind column of the "
+        "results, and pass --max-error-rate 1 to accept them"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

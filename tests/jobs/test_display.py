@@ -132,3 +132,54 @@ def test_print_result_prints_the_group_block(monkeypatch: pytest.MonkeyPatch):
     assert "by topic" in text
     assert "20/20" in text
     assert "results: evalstore/runs/run_id=r1" in text
+
+
+def _live_console() -> Console:
+    return Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+
+
+def _frames(console: Console) -> list[str]:
+    """Every frame the bar drew, as plain text."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
+    return [f.strip() for f in re.split(r"[\r\n]+", text) if f.strip()]
+
+
+def test_the_bar_says_what_the_run_is_doing_before_there_is_a_count():
+    """Ray takes seconds to start: the bar names the phase, and no `0/?` stands in for it."""
+    out = _live_console()
+    with display.ProgressDisplay(to=out) as bar:
+        bar.phase("starting Ray")
+        starting = _frames(out)[-1]
+        bar.phase("running")
+        bar.update({"done": 600, "total": 600, "cost_usd": 0.5, "errors": 0})
+        bar.phase("writing MLflow")
+        writing = _frames(out)[-1]
+    assert starting.startswith("starting Ray")
+    assert "/?" not in starting and "0/" not in starting
+    # drawn at once, not at the next timed refresh, with the final count
+    assert writing.startswith("writing MLflow") and "600/600" in writing
+
+
+def test_a_phase_with_a_detail_prints_it_with_or_without_a_bar():
+    for enabled in (True, False):
+        out = _live_console()
+        with display.ProgressDisplay(enabled=enabled, to=out) as bar:
+            bar.phase("stopping", "Ctrl-C again to force")
+        assert "stopping: Ctrl-C again to force" in "\n".join(_frames(out)), enabled
+
+
+def test_ray_and_mlflow_banners_are_held_back_while_the_bar_is_drawn():
+    import logging
+
+    token_banner = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    mlflow_tables = logging.getLogger("mlflow.store.db.utils")  # "Creating initial MLflow..."
+    with display.ProgressDisplay(to=_live_console()):
+        assert not token_banner.isEnabledFor(logging.WARNING)
+        assert not mlflow_tables.isEnabledFor(logging.INFO)
+        assert mlflow_tables.isEnabledFor(logging.WARNING)
+        assert token_banner.isEnabledFor(logging.ERROR)
+    assert token_banner.isEnabledFor(logging.WARNING)  # given back after the bar
+    with display.ProgressDisplay(enabled=False):  # --quiet: no bar, nothing held back
+        assert token_banner.isEnabledFor(logging.WARNING)
