@@ -22,6 +22,7 @@ Every error the package raises on purpose is one of these::
         ├── ContentFilteredError   the provider refused the request on policy grounds
         ├── QuotaExhaustedError    out of credits or daily quota: never retried
         ├── CircuitOpenError       the endpoint's breaker is open and there is no fallback
+        │   └── EndpointDownError  the endpoint cannot be reached at all (refused, no such host)
         └── RequestTooLargeError   one request's estimate exceeds the whole token limit
 
 `ProviderError.kind` is the value written to the results' `error_kind` column.
@@ -189,6 +190,13 @@ class QuotaExhaustedError(ProviderError):
 class CircuitOpenError(ProviderError):
     kind = "circuit_open"
     retryable = True
+
+
+class EndpointDownError(CircuitOpenError):
+    """The breaker opened on connection failures (refused, host not found) and a probe failed
+    to connect too: requests without a fallback end at once instead of waiting for it."""
+
+    kind = "endpoint_down"
 
 
 class RequestTooLargeError(ProviderError):

@@ -5,6 +5,25 @@ endpoint's rate limits hold globally however many shards run. The adapter undern
 of this: the actor wraps it (fair queue -> breaker -> token bucket -> concurrency slot -> call),
 and retries wrap the whole attempt.
 
+Failing fast instead of hanging (see `evalcluster.limits.breaker` and `.bucket` for details):
+
+* Endpoint down. When connection failures (refused, host not found) open the breaker, a probe
+  follows after `breaker.down_probe_s` (1 s); if it cannot connect either, the endpoint is down:
+  every request waiting for it without a fallback ends at once with `error_kind`
+  `endpoint_down` (an `EndpointDownError`, a kind of `CircuitOpenError`, not retried), and so
+  does every new one while the breaker stays open. Probes go on every `reset_timeout_s`; one
+  that succeeds closes the breaker and requests flow again. With a fallback, requests go there.
+* Any other open breaker: a request without a fallback waits for a probe at most
+  `breaker.max_wait_s` (default 4 x `reset_timeout_s`), then ends as `circuit_open`.
+* Provider pauses (429 `retry-after`, or rate-limit headers with nothing remaining) follow the
+  retry policy's `max_retry_after_s`, like a single request's retry: nothing is sent before the
+  pause ends, but while more than `max_retry_after_s` of it is left, requests end at once as
+  `rate_limited` (resumable later) instead of waiting. A pause the policy allows is waited out.
+* A warning is logged (it reaches the driver) when the breaker opens, when the endpoint is
+  found down, and when a pause of `LONG_PAUSE_LOG_S` or more begins: provider name, failure
+  kind and message (never a key). `status()` carries the breaker's `reason` and `down`, and
+  the pause's wall-clock end (`pause`), so displays can say why nothing moves.
+
 The actor is named by provider name and a hash of its configuration, so a changed configuration
 gets a new actor instead of silently reusing old limits. Ray restarts a dead actor; a restarted
 one starts conservatively (half-open breaker, reduced rate) and callers retry the batch they lost.
@@ -15,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import time
 from collections import Counter, deque
@@ -25,7 +45,12 @@ import ray
 from evalcluster.actors import metrics
 from evalcluster.actors.calls import CallResult
 from evalcluster.actors.run import NAMESPACE
-from evalcluster.errors import CircuitOpenError, ProviderError, RateLimitedError
+from evalcluster.errors import (
+    CircuitOpenError,
+    EndpointDownError,
+    ProviderError,
+    RateLimitedError,
+)
 from evalcluster.limits.breaker import CircuitBreaker
 from evalcluster.limits.bucket import DualTokenBucket, Reservation
 from evalcluster.limits.fair import WeightedFairQueue
@@ -36,6 +61,10 @@ from evalcluster.providers.pricing import cost_usd, estimate_request_tokens
 from evalcluster.spec.models import ProviderConfig, SuiteSpec
 
 RESTART_RATE_FACTOR = 0.5
+LONG_PAUSE_LOG_S = 10.0  # a provider pause at least this long is logged
+_DOWN_KINDS = (CircuitOpenError.kind, EndpointDownError.kind)
+
+log = logging.getLogger(__name__)
 _BREAKER_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -83,7 +112,13 @@ class ProviderActor:
         self.config = config
         self.fallbacks = fallbacks
         self.adapter = build_adapter(name, config)
-        self.bucket = DualTokenBucket(config.rpm, config.tpm, burst_s=config.burst_s)
+        self.bucket = DualTokenBucket(
+            config.rpm,
+            config.tpm,
+            burst_s=config.burst_s,
+            provider=name,
+            max_pause_s=config.retry.max_retry_after_s,
+        )
         self.window = SendWindow(config.rpm, config.burst_s)
         self.breaker = CircuitBreaker.from_config(config.breaker)
         self.fair = WeightedFairQueue()
@@ -185,6 +220,8 @@ class ProviderActor:
             except ProviderError as exc:
                 self.bucket.settle(reservation, 0)
                 self._on_failure(exc)
+                if probe and self.breaker.down:  # this probe found the endpoint down
+                    raise self._down_error() from exc
                 raise
             except BaseException:
                 self.bucket.release(reservation)
@@ -196,8 +233,13 @@ class ProviderActor:
         self.bucket.settle(reservation, completion.usage.total_tokens)
         self.bucket.on_success()
         if completion.rate_limits is not None:
+            before = self.bucket.pause()
             self.bucket.observe(completion.rate_limits)
+            self._log_pause(before)
+        was = self.breaker.state
         self.breaker.record_success()
+        if was != "closed" and self.breaker.state == "closed":
+            log.warning("provider %s: a probe succeeded; the circuit breaker closed", self.name)
         self._publish_breaker()
         return completion
 
@@ -206,8 +248,18 @@ class ProviderActor:
             return
         if can_fall_back:
             raise _BreakerOpen()
-        # No fallback: wait for the half-open probe rather than fail the sample.
-        await self.breaker.wait_for_probe()
+        # No fallback: wait (bounded) for the half-open probe rather than fail the sample at
+        # once, unless the endpoint is down.
+        try:
+            await self.breaker.wait_for_probe()
+        except CircuitOpenError as exc:
+            exc.provider = self.name
+            raise
+
+    def _down_error(self) -> EndpointDownError:
+        error = self.breaker.down_error()
+        error.provider = self.name
+        return error
 
     async def _reserve(
         self, run_id: str, priority: float, tokens: int, probe: bool
@@ -237,11 +289,63 @@ class ProviderActor:
         return reservation
 
     def _on_failure(self, exc: ProviderError) -> None:
+        was, was_down = self.breaker.state, self.breaker.down
         self.breaker.record_failure(exc)
         self._publish_breaker()
+        if was == "closed" and self.breaker.state == "open":
+            log.warning(
+                "provider %s: circuit breaker opened after %d consecutive failures (%s: %s)",
+                self.name,
+                self.breaker.consecutive_failures,
+                exc.kind,
+                exc.message[:200],
+            )
+        elif self.breaker.down and not was_down:
+            log.warning(
+                "provider %s: endpoint down (%s: %s); requests without a fallback end as %s "
+                "until a probe succeeds (every %gs)",
+                self.name,
+                exc.kind,
+                exc.message[:200],
+                EndpointDownError.kind,
+                self.breaker.reset_timeout_s,
+            )
         if isinstance(exc, RateLimitedError):
+            before = self.bucket.pause()
             self.bucket.on_rate_limited(exc.retry_after_s)
+            self._log_pause(before)
         self.metrics.request(exc.kind)
+
+    def _log_pause(self, before: dict[str, Any] | None) -> None:
+        """Warn once when a long pause begins, or when a pause grows past the ceiling."""
+        after = self.bucket.pause()
+        if after is None or after["for_s"] < LONG_PAUSE_LOG_S:
+            return
+        if (
+            before is not None
+            and before["for_s"] >= LONG_PAUSE_LOG_S
+            and before["waits"] == after["waits"]
+        ):
+            return  # this pause was already reported
+        until = time.strftime("%H:%M:%S", time.localtime(after["until"]))
+        if after["waits"]:
+            log.warning(
+                "provider %s: paused until %s (%.0fs; %s)",
+                self.name,
+                until,
+                after["for_s"],
+                after["reason"],
+            )
+        else:
+            log.warning(
+                "provider %s: paused until %s (%.0fs; %s), longer than max_retry_after_s "
+                "(%gs): requests end as rate_limited until then (resumable later)",
+                self.name,
+                until,
+                after["for_s"],
+                after["reason"],
+                self.config.retry.max_retry_after_s,
+            )
 
     async def _fallback(
         self,
@@ -255,7 +359,7 @@ class ProviderActor:
             handle = _get_or_create(name, self.fallbacks[name], self.fallbacks)
             results = await handle.complete_batch.remote(run_id, [request], priority, visited)
             result = results[0]
-            if result.error_kind != CircuitOpenError.kind:
+            if result.error_kind not in _DOWN_KINDS:
                 return result
         return CallResult(
             served_by=self.name,
@@ -291,6 +395,12 @@ class ProviderActor:
             "from_client": self.config.from_client,
             "breaker": self.breaker.state,
             "breaker_detail": self.breaker.status(),
+            # Why nothing moves, if it does not: the breaker's reason ({kind, error, at}) and
+            # whether the endpoint is down; the provider's pause ({until, for_s, reason,
+            # waits}: until is wall time; waits False means requests end as rate_limited).
+            "down": self.breaker.down,
+            "breaker_reason": self.breaker.reason,
+            "pause": self.bucket.pause(),
             "restarted": self.restarted,
             "in_flight": self.in_flight,
             "limiter": self.bucket.headroom(),

@@ -17,6 +17,12 @@ Guarantees of `DualTokenBucket`:
 * Adaptive: a 429 pauses every grant until the time the provider names and lowers the effective
   rate multiplicatively (at most once per `decrease_interval_s`, to a floor); successes raise it
   back additively to the configured rate.
+* Pauses follow the retry policy's ceiling (`max_pause_s`, the actor passes
+  `max_retry_after_s`): a pause the provider asks for is kept (nothing is sent before it ends),
+  but no caller sleeps through more than `max_pause_s` of it. While more than that is left,
+  `acquire` raises `RateLimitedError` at once (retry_after_s = what is left), and callers
+  already queued when such a pause begins get it too. Once what is left fits the ceiling,
+  callers wait as usual. `pause()` says until when, why, and whether callers wait or fail.
 
 Not thread-safe: use one instance from one event loop (the endpoint actor's).
 """
@@ -32,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evalcluster.errors import RequestTooLargeError
+from evalcluster.errors import RateLimitedError, RequestTooLargeError
 from evalcluster.limits.clock import Clock, Sleep
 
 if TYPE_CHECKING:
@@ -116,6 +122,8 @@ class DualTokenBucket:
         decrease_interval_s: float = 5.0,
         recovery_step: float = 0.02,
         provider: str | None = None,
+        max_pause_s: float | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         for label, value in (("rpm", rpm), ("tpm", tpm)):
             if value is not None and not value > 0:
@@ -126,6 +134,11 @@ class DualTokenBucket:
             raise ValueError(f"decrease_factor must be in (0, 1), got {decrease_factor}")
         if not 0 < min_fraction <= 1:
             raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
+        if max_pause_s is not None and max_pause_s < 0:
+            raise ValueError(f"max_pause_s must be >= 0 or None, got {max_pause_s}")
+        self._max_pause_s = max_pause_s
+        self._wall_clock = wall_clock
+        self._pause_reason = ""
         self._rpm = rpm
         self._tpm = tpm
         self._clock = clock
@@ -164,6 +177,7 @@ class DualTokenBucket:
                 provider=self._provider,
             )
         now = self._clock()
+        self._check_pause(now)
         if not self._waiters and self._wait_s(tokens, now) == 0.0:
             return self._grant(tokens, now)
         future: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
@@ -216,12 +230,40 @@ class DualTokenBucket:
 
     # -- adapting to the provider -----------------------------------------------------------
 
-    def pause_until(self, deadline: float) -> None:
-        """Grant nothing before `deadline` (a time on this bucket's clock)."""
-        if deadline > self._paused_until:
-            self._paused_until = deadline
-            # A timer armed for an earlier moment fires, finds the pause and re-arms itself.
-            self._schedule()
+    def pause_until(self, deadline: float, reason: str = "") -> bool:
+        """Grant nothing before `deadline` (a time on this bucket's clock); `reason` is shown
+        by `pause()`. Returns whether the pause was extended. Queued callers that would wait
+        longer than `max_pause_s` get `RateLimitedError` at once."""
+        if deadline <= self._paused_until:
+            return False
+        self._paused_until = deadline
+        self._pause_reason = reason
+        now = self._clock()
+        if self._over_ceiling(now):
+            error = self._pause_error(now)
+            waiters, self._waiters = self._waiters, deque()
+            for waiter in waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+        # A timer armed for an earlier moment fires, finds the pause and re-arms itself.
+        self._schedule()
+        return True
+
+    def pause(self) -> dict[str, Any] | None:
+        """The pause in effect, for status displays: `until` (wall time), `for_s` (left),
+        `reason`, and `waits` (False: callers end as rate limited instead of waiting, because
+        more than `max_pause_s` is left). None when not paused."""
+        now = self._clock()
+        left = self._paused_until - now
+        if left <= 0:
+            return None
+        return {
+            "until": self._wall_clock() + left,
+            "for_s": left,
+            "reason": self._pause_reason,
+            "waits": not self._over_ceiling(now),
+            "max_pause_s": self._max_pause_s,
+        }
 
     def on_rate_limited(self, retry_after_s: float | None = None) -> bool:
         """React to a 429: pause for `retry_after_s` when the provider names it, and lower the
@@ -230,7 +272,8 @@ class DualTokenBucket:
         rate was lowered."""
         now = self._clock()
         if retry_after_s is not None and retry_after_s > 0:
-            self.pause_until(now + retry_after_s)
+            reason = f"rate limited (429): retry after {retry_after_s:g}s"
+            self.pause_until(now + retry_after_s, reason)
         if now - self._last_decrease < self._decrease_interval_s:
             return False
         self._last_decrease = now
@@ -256,12 +299,14 @@ class DualTokenBucket:
         """Use the provider's rate-limit headers: nothing remaining with a reset time pauses
         grants until that reset."""
         now = self._clock()
-        for remaining, reset_s in (
-            (snapshot.remaining_requests, snapshot.reset_requests_s),
-            (snapshot.remaining_tokens, snapshot.reset_tokens_s),
+        for what, remaining, reset_s in (
+            ("requests", snapshot.remaining_requests, snapshot.reset_requests_s),
+            ("tokens", snapshot.remaining_tokens, snapshot.reset_tokens_s),
         ):
             if remaining is not None and remaining <= 0 and reset_s is not None and reset_s > 0:
-                self.pause_until(now + reset_s)
+                self.pause_until(
+                    now + reset_s, f"no {what} remaining: the limit resets in {reset_s:g}s"
+                )
 
     def conservative_start(self, factor: float) -> None:
         """Begin at `factor` of the configured rate (not below the floor) with empty buckets,
@@ -312,6 +357,24 @@ class DualTokenBucket:
         }
 
     # -- internals --------------------------------------------------------------------------
+
+    def _over_ceiling(self, now: float) -> bool:
+        return self._max_pause_s is not None and self._paused_until - now > self._max_pause_s
+
+    def _pause_error(self, now: float) -> RateLimitedError:
+        left = self._paused_until - now
+        reason = f" ({self._pause_reason})" if self._pause_reason else ""
+        return RateLimitedError(
+            f"endpoint paused for {left:.0f}s more{reason}, longer than max_retry_after_s "
+            f"({self._max_pause_s:g}s): not waited for",
+            provider=self._provider,
+            retry_after_s=left,
+            should_retry=False,
+        )
+
+    def _check_pause(self, now: float) -> None:
+        if self._over_ceiling(now):
+            raise self._pause_error(now)
 
     def _set_fraction(self, fraction: float, now: float) -> None:
         self._fraction = fraction

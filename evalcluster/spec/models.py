@@ -1,4 +1,4 @@
-"""Pydantic models of the suite file (see DESIGN.md, "Suite file").
+"""Pydantic models of the suite file (README.md, "The suite file"; docs/architecture.md).
 
 Every model forbids unknown keys so a typo is reported with its path instead of being ignored.
 Secrets are never values here: a provider names the environment variable or file that holds
@@ -75,6 +75,19 @@ class BreakerConfig(StrictModel):
     )
     reset_timeout_s: float = Field(30.0, gt=0, description="Seconds open before half-open probes.")
     half_open_probes: int = Field(1, ge=1, description="Requests let through while half-open.")
+    down_probe_s: float = Field(
+        1.0,
+        gt=0,
+        description="When connection failures (refused, host not found) opened it: seconds "
+        "before the first probe (at most reset_timeout_s). A probe that cannot connect either "
+        "marks the endpoint down: requests without a fallback then end as endpoint_down at once.",
+    )
+    max_wait_s: float | None = Field(
+        None,
+        gt=0,
+        description="Longest a request without a fallback waits for a probe while the breaker "
+        "is open before it ends as circuit_open; default 4 x reset_timeout_s.",
+    )
 
 
 class RetryConfig(StrictModel):

@@ -5,8 +5,10 @@ import pytest
 from evalcluster.errors import (
     AuthError,
     BadRequestError,
+    CircuitOpenError,
     ContentFilteredError,
     ContextLengthError,
+    EndpointDownError,
     OverloadedError,
     ProtocolError,
     ProviderConnectionError,
@@ -256,4 +258,104 @@ def test_from_config_uses_the_provider_breaker_block():
         "opened_count": 0,
         "probes_in_flight": 0,
         "half_open_in_s": 0.0,
+        "down": False,
+        "reason": None,
+        "last_failure": None,
     }
+    assert (breaker.down_probe_s, breaker.max_wait_s) == (1.0, 30.0)  # 4 x reset_timeout_s
+
+
+# --- endpoint down: fail fast when the endpoint cannot be reached -----------------------------
+
+REFUSED = ProviderConnectionError("connection refused: nothing listens on 127.0.0.1:9")
+
+
+def refuse(breaker: CircuitBreaker) -> None:
+    for _ in range(breaker.failure_threshold):
+        breaker.record_failure(REFUSED)
+
+
+async def test_connection_failures_open_it_for_a_short_confirming_probe_only():
+    clock = ManualClock()
+    breaker = make(clock, reset=30.0)
+    refuse(breaker)
+    assert breaker.state == "open" and not breaker.down
+    assert breaker.status()["half_open_in_s"] == 1.0  # down_probe_s, not reset_timeout_s
+    reason = breaker.status()["reason"]
+    assert reason["kind"] == "connection" and "connection refused" in reason["error"]
+    await clock.advance(1.0)
+    assert breaker.state == "half_open"
+
+
+async def test_a_probe_that_cannot_connect_either_makes_the_endpoint_down_for_every_waiter():
+    clock = ManualClock()
+    breaker = make(clock, reset=30.0)
+    refuse(breaker)
+    outcomes: list[object] = []
+
+    async def request() -> None:
+        try:
+            await breaker.wait_for_probe()
+            outcomes.append(clock())
+        except CircuitOpenError as exc:
+            outcomes.append(exc)
+
+    tasks = [asyncio.create_task(request()) for _ in range(4)]
+    await clock.advance(1.0)
+    assert outcomes == [1.0]  # the probe
+    breaker.record_failure(REFUSED)  # ... could not connect either
+    await clock.settle()
+    await asyncio.gather(*tasks)
+    assert breaker.down and breaker.status()["down"]
+    errors = outcomes[1:]
+    assert len(errors) == 3 and all(type(e) is EndpointDownError for e in errors)
+    assert all(e.kind == "endpoint_down" and e.retryable is False for e in errors)
+    assert "connection refused" in str(errors[0])
+    # New callers fail at once while it stays open, without waiting.
+    with pytest.raises(EndpointDownError):
+        await asyncio.wait_for(breaker.wait_for_probe(), timeout=1)
+    assert clock() == 1.0 and clock.pending == 0
+    # Probes go on every reset_timeout_s; a success closes it and clears `down`.
+    await clock.advance(30.0)
+    assert breaker.state == "half_open" and not breaker.down
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed" and not breaker.status()["down"]
+
+
+async def test_a_probe_failing_otherwise_leaves_an_ordinary_open_breaker():
+    clock = ManualClock()
+    breaker = make(clock, reset=30.0)
+    refuse(breaker)
+    await clock.advance(1.0)
+    assert breaker.allow()
+    breaker.record_failure(BOOM)  # it answered, with a 500: reachable
+    assert breaker.state == "open" and not breaker.down
+    assert breaker.status()["half_open_in_s"] == 30.0
+    assert breaker.status()["reason"]["kind"] == "server_error"
+
+
+async def test_waiting_for_a_probe_is_bounded_by_max_wait_s():
+    clock = ManualClock()
+    breaker = CircuitBreaker(2, 10.0, clock=clock, sleep=clock.sleep, max_wait_s=25.0)
+    trip(breaker)
+    task = asyncio.create_task(breaker.wait_for_probe())
+    outcomes: list[object] = []
+
+    async def waiter() -> None:
+        try:
+            await breaker.wait_for_probe()
+        except CircuitOpenError as exc:
+            outcomes.append((clock(), exc))
+
+    other = asyncio.create_task(waiter())
+    await clock.advance(10.0)
+    await task  # the probe went at t=10 ...
+    await clock.advance(14.0)
+    breaker.record_failure(BOOM)  # ... and failed at t=24: open again until t=34
+    await clock.advance(1.0)
+    await other
+    [(at, error)] = outcomes
+    assert at == 25.0 and type(error) is CircuitOpenError and error.retryable is False
+    assert "internal error" in str(error)
+    assert clock.pending == 0

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from evalcluster.errors import RequestTooLargeError
+from evalcluster.errors import RateLimitedError, RequestTooLargeError
 from evalcluster.limits.bucket import DualTokenBucket
 from evalcluster.limits.clock import ManualClock
 from evalcluster.providers.base import RateLimitSnapshot
@@ -304,3 +304,45 @@ async def test_real_clock_spreads_requests_in_real_time_without_busy_waiting():
     elapsed = time.monotonic() - started
     assert 0.18 <= elapsed < 1.5  # 20 after the burst at 100/s: 0.2 s (loose: shared CPU)
     assert sleeps <= 45  # about one timer per grant, however many waiters
+
+
+# --- pauses follow the retry policy's ceiling (max_pause_s) -----------------------------------
+
+
+async def test_a_pause_longer_than_the_ceiling_ends_queued_and_new_callers_at_once():
+    clock = ManualClock()
+    bucket = make(clock, rpm=60, max_pause_s=120.0, wall_clock=lambda: 1000.0 + clock())
+    first = await bucket.acquire(0)  # the bucket holds one request: the next ones queue
+    queued = [asyncio.create_task(bucket.acquire(0)) for _ in range(3)]
+    await clock.settle()
+    assert bucket.waiters == 3
+    bucket.on_rate_limited(retry_after_s=600.0)
+    await clock.settle()
+    for task in queued:
+        error = task.exception()
+        assert isinstance(error, RateLimitedError) and error.kind == "rate_limited"
+        assert error.retry_after_s == pytest.approx(600.0) and error.retryable is False
+        assert "max_retry_after_s" in str(error)
+    with pytest.raises(RateLimitedError):
+        await bucket.acquire(0)
+    pause = bucket.pause()
+    assert pause["until"] == pytest.approx(1600.0) and pause["for_s"] == pytest.approx(600.0)
+    assert pause["waits"] is False and "retry after 600s" in pause["reason"]
+    # Once what is left fits the ceiling, callers wait out the rest (nothing goes before it).
+    await clock.advance(480.0)
+    assert bucket.pause()["waits"] is True
+    times = await grant_times(clock, bucket, [0])
+    assert times == [pytest.approx(600.0)]
+    bucket.settle(first, 0)
+
+
+async def test_a_pause_within_the_ceiling_is_waited_out():
+    clock = ManualClock()
+    bucket = make(clock, rpm=600, max_pause_s=900.0)
+    bucket.observe(RateLimitSnapshot(remaining_requests=0, reset_requests_s=600.0))
+    pause = bucket.pause()
+    assert pause["waits"] is True and "no requests remaining" in pause["reason"]
+    assert bucket.headroom()["paused_for_s"] == pytest.approx(600.0)
+    times = await grant_times(clock, bucket, [0, 0])
+    assert min(times) == pytest.approx(600.0)
+    assert bucket.pause() is None
