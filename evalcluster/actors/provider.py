@@ -443,6 +443,23 @@ def retire_provider_actors(actors: dict[str, Any], providers: dict[str, Provider
                 ray.kill(actor)
 
 
+def describe_breaker(status: dict[str, Any]) -> str:
+    """The breaker's state with why it is open and any provider pause, in a few words:
+    ``open (down: connection)``, ``closed; paused until 14:03:10 (retry-after)``."""
+    text = str(status.get("breaker"))
+    reason = status.get("breaker_reason") or {}
+    if status.get("down"):
+        text += f" (down: {reason.get('kind', 'connection')})"
+    elif text != "closed" and reason.get("kind"):
+        text += f" ({reason['kind']})"
+    pause = status.get("pause")
+    if pause:
+        until = time.strftime("%H:%M:%S", time.localtime(pause["until"]))
+        why = f" ({pause['reason']})" if pause.get("reason") else ""
+        text += f"; paused until {until}{why}"
+    return text
+
+
 def provider_status_rows() -> list[dict[str, Any]]:
     """Status of every live provider actor in the cluster, for `evalcluster providers`.
 
@@ -462,7 +479,7 @@ def provider_status_rows() -> list[dict[str, Any]]:
             {
                 "provider": status["provider"],
                 "kind": status["kind"],
-                "breaker": status["breaker"],
+                "breaker": describe_breaker(status),
                 "in_flight": status["in_flight"],
                 "requests": status["requests"],
                 "error_rate": round(status["error_rate"], 4),

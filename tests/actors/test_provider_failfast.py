@@ -99,3 +99,16 @@ def test_a_pause_the_policy_allows_is_waited_and_shown_with_its_end(local_ray, s
     time.sleep(1.0)
     ready, _ = local_ray.wait([ref], timeout=0)
     assert not ready  # the requests wait for the pause (not waited for: the actor is killed)
+
+
+def test_evalcluster_providers_says_why_a_breaker_is_open_and_until_when_paused():
+    from evalcluster.actors.provider import describe_breaker
+
+    down = {"breaker": "open", "down": True, "breaker_reason": {"kind": "connection"}}
+    assert describe_breaker(down) == "open (down: connection)"
+    failing = {"breaker": "open", "down": False, "breaker_reason": {"kind": "server_error"}}
+    assert describe_breaker(failing) == "open (server_error)"
+    paused = {"breaker": "closed", "pause": {"until": 0.0, "reason": "retry-after"}}
+    assert describe_breaker(paused).startswith("closed; paused until ")
+    assert describe_breaker(paused).endswith("(retry-after)")
+    assert describe_breaker({"breaker": "closed"}) == "closed"
