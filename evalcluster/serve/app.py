@@ -10,9 +10,11 @@ Sizing: ``max_ongoing_requests=1024`` per replica because a request here is almo
 (actor calls, store reads in threads) and every WebSocket event stream holds its slot for the
 whole run it follows. Event streams are capped far below that (``max_websockets``, 256 by
 default, and each tenant's quota), so open streams can never take every slot and ``/healthz``
-and the API keep answering. Beyond the slots ``max_queued_requests=512`` wait in Serve's
+and the API keep answering. Beyond the slots ``max_queued_requests=2048`` wait in Serve's
 queue, and past that Serve answers 503 with ``Retry-After: 1`` instead of letting latency grow
-without bound.
+without bound. The queue is that deep because Ray Serve turns a WebSocket handshake it drops
+from a full queue into a 500, not a 503: a burst of 1,000 dashboards connecting at once must
+queue, and then meet the WebSocket caps' clean 429.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from evalcluster.serve.schemas import Health
 from evalcluster.serve.settings import ServeSettings, settings_from_args
 
 MAX_ONGOING_REQUESTS = 1024
-MAX_QUEUED_REQUESTS = 512
+MAX_QUEUED_REQUESTS = 2048
 BACKPRESSURE_RETRY_AFTER_S = 1.0
 DESCRIPTION = """\
 Create versioned evaluation suites, start runs on the cluster, follow them live and page
