@@ -14,16 +14,20 @@ We write the same shape for rows already scored, one trace per lake row:
 - tags ``sample_id``, ``target``, ``epoch``, ``error_kind``, ``evalcluster.run_id``.
 
 Traces are written through the store API of one `TracingClient` bound to the tracker's URI, not
-through MLflow's global tracer (whose exporter follows the process-wide tracking URI):
-one ``StartTraceV3`` per trace carrying its assessments, then the spans in batches (OTLP
-``/v1/traces``).
+through MLflow's global tracer (whose exporter follows the process-wide tracking URI): the trace
+infos carrying their assessments first, then the spans in batches (``log_spans``; OTLP
+``/v1/traces`` on a server). On a SQL store (the SQLite default) the infos go in bulk, a few
+hundred per transaction, with the rows ``start_trace`` would write (`start_traces_sql`); a
+tracking server gets one ``StartTraceV3`` per trace, on a few threads.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,6 +57,7 @@ SCORER_SOURCE_PREFIX = "evalcluster.scorer."
 SPAN_NAME = "sample"
 PREVIEW_CHARS = 1000
 SPAN_BATCH = 200
+TRACE_BATCH = 500  # trace infos per transaction of the bulk write
 
 # Trace-level keys MLflow reads (mlflow/tracing/constant.py).
 _META_SOURCE_RUN = "mlflow.sourceRun"
@@ -67,6 +72,8 @@ _ATTR_INPUTS = "mlflow.spanInputs"
 _ATTR_OUTPUTS = "mlflow.spanOutputs"
 _ATTR_TOKEN_USAGE = "mlflow.chat.tokenUsage"
 _ATTR_MODEL = "mlflow.llm.model"
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -222,23 +229,30 @@ def build_sample_trace(
 
 
 def log_sample_traces(
-    client: TracingClient, experiment_id: str, traces: Sequence[SampleTrace], workers: int = 1
+    client: TracingClient,
+    experiment_id: str,
+    traces: Sequence[SampleTrace],
+    workers: int = 1,
+    *,
+    bulk: bool = True,
 ) -> list[str]:
-    """Write `traces` to the store with `workers` threads; returns their ids. Errors propagate.
+    """Write `traces` to the store; returns their ids. Errors propagate.
 
-    Each trace's info and assessments go in one call per trace (in parallel), then the spans in
-    batches. Infos first: a SQL store that already holds a trace's spans takes its info through
-    a slower merge path (``SqlAlchemyStore._start_trace_once``), which halves throughput.
+    Trace infos (with their assessments) go first, then the spans in batches of `SPAN_BATCH`
+    (one ``log_spans`` call each). Infos first: a SQL store that already holds a trace's spans
+    takes its info through a slower merge path (``SqlAlchemyStore._start_trace_once``).
+
+    On a SQL store (SQLite, the default) the infos are written `TRACE_BATCH` at a time, each batch
+    in one transaction (`start_traces_sql`), rather than with one ``start_trace`` call (and one
+    commit) per trace; the rows are the same. Other stores (a tracking server), a batch the bulk
+    write refuses, and ``bulk=False`` take one ``start_trace`` call per trace, on `workers`
+    threads.
     """
-
-    def start(trace: SampleTrace) -> TraceInfo:
-        return client.start_trace(trace.info)
-
-    if workers <= 1:
-        infos = [start(trace) for trace in traces]
-    else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="evalcluster-traces") as pool:
-            infos = list(pool.map(start, traces))
+    infos: list[TraceInfo] = []
+    for first in range(0, len(traces), TRACE_BATCH):
+        batch = [t.info for t in traces[first : first + TRACE_BATCH]]
+        written = start_traces_sql(client.store, experiment_id, batch) if bulk else None
+        infos += written if written is not None else _start_one_by_one(client, batch, workers)
     for first in range(0, len(traces), SPAN_BATCH):
         batch = traces[first : first + SPAN_BATCH]
         try:
@@ -249,6 +263,122 @@ def log_sample_traces(
                 client._upload_trace_data(info, TraceData(spans=[trace.span]))
             break
     return [t.info.trace_id for t in traces]
+
+
+def _start_one_by_one(
+    client: TracingClient, infos: Sequence[TraceInfo], workers: int
+) -> list[TraceInfo]:
+    if workers <= 1:
+        return [client.start_trace(info) for info in infos]
+    with ThreadPoolExecutor(workers, thread_name_prefix="evalcluster-traces") as pool:
+        return list(pool.map(client.start_trace, infos))
+
+
+def start_traces_sql(
+    store: Any, experiment_id: str, infos: Sequence[TraceInfo]
+) -> list[TraceInfo] | None:
+    """Write new trace infos, with their tags, metadata and assessments, in one transaction.
+
+    The rows are those ``SqlAlchemyStore.start_trace`` writes for a new trace (its insert path,
+    mirrored here for MLflow 3.x); only the transactions differ: one for all of `infos` instead
+    of one (plus an experiment read) per trace, which on SQLite is most of the cost.
+    Returns `infos`, or None (nothing written) when `store` is not a SQL store, this MLflow lacks
+    what the mirror needs, or the write failed (an id already taken, a deleted experiment, ...):
+    the caller then writes them one by one, which raises any lasting error.
+    """
+    sql_store_module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    if not infos or sql_store_module is None:
+        return None  # a SQL store has imported its module
+    if type(store) is not sql_store_module.SqlAlchemyStore:
+        return None  # a subclass (a server's workspace store, say) may write traces its own way
+    try:
+        import sqlalchemy
+        from mlflow.store.tracking.dbmodels.models import (
+            SqlAssessments,
+            SqlTraceInfo,
+            SqlTraceMetadata,
+            SqlTraceTag,
+        )
+        from mlflow.store.tracking.utils.sql_trace_rollups import (
+            RollupFamily,
+            enqueue_rollup_rebuild_partitions,
+        )
+        from mlflow.store.tracking.utils.trace_analytics import (
+            PROMOTED_TRACE_METADATA_KEYS,
+            analytics_columns_from_metadata,
+            validate_trace_name,
+        )
+        from mlflow.tracing.constant import TraceMetadataKey, TraceTagKey
+    except ImportError:
+        return None
+    try:
+        experiment = store.get_experiment(experiment_id)
+        store._check_experiment_is_active(experiment)
+        trace_rows, tag_rows, metadata_rows, assessment_rows = [], [], [], []
+        for info in infos:
+            if info.experiment_id != experiment_id:
+                return None
+            trace_id = info.trace_id
+            metadata = dict(info.trace_metadata)
+            trace_rows.append(
+                {
+                    "request_id": trace_id,
+                    "experiment_id": experiment_id,
+                    "timestamp_ms": info.request_time,
+                    "execution_time_ms": info.execution_duration,
+                    "status": info.state.value,
+                    "client_request_id": info.client_request_id,
+                    "request_preview": info.request_preview,
+                    "response_preview": info.response_preview,
+                    "trace_name": validate_trace_name(info.tags.get(TraceTagKey.TRACE_NAME)),
+                    **analytics_columns_from_metadata(metadata),
+                }
+            )
+            tags = {k: v for k, v in info.tags.items() if k != TraceTagKey.TRACE_NAME}
+            location = store._get_trace_artifact_location_tag(experiment, trace_id)
+            tags[location.key] = location.value
+            tag_rows += [{"request_id": trace_id, "key": k, "value": v} for k, v in tags.items()]
+            for key in PROMOTED_TRACE_METADATA_KEYS:
+                metadata.pop(key, None)
+            metadata[TraceMetadataKey.TRACE_INFO_FINALIZED] = "true"
+            metadata_rows += [
+                {"request_id": trace_id, "key": k, "value": v} for k, v in sorted(metadata.items())
+            ]
+            for assessment in info.assessments:
+                row = _column_values(SqlAssessments.from_mlflow_entity(assessment))
+                row["trace_id"] = trace_id
+                row["experiment_id"] = int(experiment_id)
+                row["trace_timestamp_ms"] = info.request_time
+                assessment_rows.append(row)
+        families = (RollupFamily.TRACE_METRIC, RollupFamily.ASSESSMENT)
+        times = [info.request_time for info in infos]
+        with store.ManagedSessionMaker(read_only=False) as session:
+            partitions = [(family, int(experiment_id), times) for family in families]
+            enqueue_rollup_rebuild_partitions(session, partitions)
+            for model, rows in (
+                (SqlTraceInfo, trace_rows),
+                (SqlTraceTag, tag_rows),
+                (SqlTraceMetadata, metadata_rows),
+                (SqlAssessments, assessment_rows),
+            ):
+                if rows:
+                    session.execute(sqlalchemy.insert(model), rows)
+    except Exception:
+        _logger.debug("bulk trace write refused; writing one by one", exc_info=True)
+        return None
+    return list(infos)
+
+
+def _column_values(row: Any) -> dict[str, Any]:
+    """The column values set on an ORM object (not its relationships), by attribute name."""
+    import sqlalchemy  # loaded by the SQL store already
+
+    state = sqlalchemy.inspect(row)
+    return {
+        attr.key: state.dict[attr.key]
+        for attr in state.mapper.column_attrs
+        if attr.key in state.dict
+    }
 
 
 def collect_rows(
