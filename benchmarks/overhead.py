@@ -307,7 +307,7 @@ EVENTS = {  # key: how the table names it
     "mlflow_finish": "writing MLflow",
     "shutdown": "MLflow written (shutting down)",
     "mlflow_db": "mlflow.db last write",
-    "finished": "Ray stopped (finished)",
+    "finished": "final status drawn (finished; Ray stops after the table)",
     "exit": "exit",
 }
 SPANS = (  # (label, from event, to event)
@@ -324,7 +324,7 @@ SPANS = (  # (label, from event, to event)
     ("summary", "summary", "mlflow_finish"),
     ("MLflow finish (metrics, traces)", "mlflow_finish", "shutdown"),
     ("shutdown (Ray stop)", "shutdown", "finished"),
-    ("result table + exit", "finished", "exit"),
+    ("result table + exit (Ray stop, after the table)", "finished", "exit"),
 )
 
 
@@ -364,7 +364,8 @@ def run_timeline(
         "summary": ph.get("writing summary"),
         "summary_file": mtime(run_dir / "_summary.json"),
         "mlflow_finish": ph.get("writing MLflow"),
-        "shutdown": ph.get("shutting down"),
+        # `evalcluster run` stops Ray after the table: no "shutting down" is drawn then
+        "shutdown": ph.get("shutting down", ph.get("finished")),
         "mlflow_db": mtime(mlflow_db),
         "finished": ph.get("finished"),
         "exit": run["wall_s"],

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -201,11 +202,17 @@ def run_suite(
     *,
     on_progress: ProgressCallback | None = None,
     on_phase: PhaseCallback | None = None,
+    session: contextlib.ExitStack | None = None,
 ) -> RunResult:
     """Run (or resume) `suite`. `on_progress` gets run snapshots as shards finish; `on_phase`
     hears what the run is doing before there is anything to count and after: starting the
     simulators, Ray and the providers, running, writing the summary and MLflow, shutting
-    down, and stopping on a signal."""
+    down, and stopping on a signal.
+
+    With `session`, a run that ends normally leaves the Ray and simulators it started running
+    and hands their shutdown to `session`, for the caller to close once it has shown the
+    result (the CLI); without it they are shut down before returning. A Ray that was already
+    running (tests, the HTTP service's actor) is left running either way."""
     started = time.monotonic()
     suite = select_targets(suite, options.targets)
     run_id = options.run_id or new_run_id(suite.spec.name)
@@ -222,21 +229,78 @@ def run_suite(
     phase = _phases(on_phase)
     cancel = _Cancel(run_id, on_phase)
     cwd = os.getcwd()
-    if any(p.kind == "simulated" and not p.base_url for p in suite.spec.providers.values()):
-        phase("starting simulators")
     with contextlib.ExitStack() as stack:
+        tracking = None
+        if options.tracking_uri and not options.address:
+            # MLflow's import and store open while the simulators and Ray start. Not when
+            # joining a cluster: inside a Ray job, connecting replaces the working folder
+            # (see _return_to), which a relative sqlite:// store would be opened in.
+            tracking = _TrackerOpening(options.tracking_uri, run_id)
+            stack.callback(tracking.join)  # on every way out: nothing left mid-open
+        if any(p.kind == "simulated" and not p.base_url for p in suite.spec.providers.values()):
+            phase("starting simulators")
         providers = stack.enter_context(started_simulators(suite.spec.providers))
         phase("starting Ray")
         stack.enter_context(ray_session(options.address))
-        # after ray.init, which installs a SIGTERM handler of its own
-        stack.enter_context(cancel.installed())
-        driver = _Driver(
-            suite, options, store, manifest, providers, cancel, on_progress, cwd, phase
-        )
-        result = driver.run()
-        phase("shutting down")
+        # after ray.init, which installs a SIGTERM handler of its own; restored before the
+        # caller shows the result
+        with cancel.installed():
+            driver = _Driver(
+                suite,
+                options,
+                store,
+                manifest,
+                providers,
+                cancel,
+                on_progress,
+                cwd,
+                phase,
+                tracking=tracking,
+            )
+            result = driver.run()
+        if session is not None:
+            # The caller shows the result first, then closes `session`: Ray and the
+            # simulators stop after the table, not before it.
+            session.push(stack.pop_all())
+        else:
+            phase("shutting down")
     result.wall_s = time.monotonic() - started
     return result
+
+
+class _TrackerOpening:
+    """Opens the MLflow tracker in a thread: the import, the store, and the search for runs
+    a killed driver left RUNNING. It only reads: the runs are closed and opened by the driver
+    (`_Driver._start_tracking`), once Ray and the providers are up, as without it."""
+
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        self._uri, self._run_id = tracking_uri, run_id
+        self._tracker: Any = None
+        self._running: list[str] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._open, name="evalcluster-mlflow", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            from evalcluster.tracking import MlflowTracker
+
+            tracker = MlflowTracker(self._uri)
+            self._running = tracker.find_running(self._run_id)
+            self._tracker = tracker
+        except BaseException as exc:  # noqa: BLE001 - raised in the driver's thread by result()
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> tuple[Any, list[str]]:
+        """The tracker and the MLflow ids of the evaluation's RUNNING parent runs; raises what
+        opening raised (a TrackingError when MLflow is unusable), as opening it here would."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._tracker, self._running
 
 
 def _phases(on_phase: PhaseCallback | None) -> Callable[[str], None]:
@@ -290,8 +354,11 @@ class _Driver:
         on_progress: ProgressCallback | None,
         cwd: str,
         phase: Callable[[str], None] = lambda name: None,
+        *,
+        tracking: _TrackerOpening | None = None,
     ):
         self.cwd = cwd
+        self.tracking = tracking
         self.phase = phase
         self.suite = suite
         self.options = options
@@ -558,10 +625,14 @@ class _Driver:
         if not self.options.tracking_uri:
             return
         try:
-            from evalcluster.tracking import MlflowTracker
+            if self.tracking is not None:  # opened while Ray started
+                self.tracker, running = self.tracking.result()
+            else:
+                from evalcluster.tracking import MlflowTracker
 
-            self.tracker = MlflowTracker(self.options.tracking_uri)
-            stale = set(self.tracker.find_running(self.run_id))
+                self.tracker = MlflowTracker(self.options.tracking_uri)
+                running = self.tracker.find_running(self.run_id)
+            stale = set(running)
             if self.manifest.mlflow_run_id:
                 stale.add(self.manifest.mlflow_run_id)
             earlier = [*self.manifest.resumed_from_mlflow_run_ids]

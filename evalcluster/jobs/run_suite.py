@@ -8,6 +8,7 @@ evalcluster.jobs.run_suite ...` runs. Inside a Ray job it joins the job's cluste
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -101,17 +102,24 @@ def execute(args: argparse.Namespace, address: str | None, *, show_progress: boo
     if options.dry_run:
         print_plan(suite, options)
         return EXIT_OK
-    with ProgressDisplay(enabled=show_progress) as display:
-        result: RunResult = run_suite(
-            suite, options, on_progress=display.update, on_phase=display.phase
-        )
-        display.phase(result.status)
-    print_result(result, suite)
-    too_many = too_many_errors(result.summary, options.max_error_rate)
-    if too_many:
-        print(f"evalcluster: error: {too_many}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK if result.status == "finished" else EXIT_FAILED
+    # The Ray (and simulators) the run started stop when `session` closes: after the result
+    # is shown, so a person does not wait on Ray's shutdown for the table.
+    with contextlib.ExitStack() as session:
+        with ProgressDisplay(enabled=show_progress) as display:
+            result: RunResult = run_suite(
+                suite, options, on_progress=display.update, on_phase=display.phase, session=session
+            )
+            display.phase(result.status)
+        print_result(result, suite)
+        too_many = too_many_errors(result.summary, options.max_error_rate)
+        if too_many:
+            print(f"evalcluster: error: {too_many}", file=sys.stderr)
+            code = EXIT_FAILED
+        else:
+            code = EXIT_OK if result.status == "finished" else EXIT_FAILED
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return code
 
 
 def too_many_errors(summary: Mapping[str, Any] | None, max_rate: float) -> str | None:

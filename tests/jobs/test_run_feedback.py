@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -132,3 +133,151 @@ def test_the_last_frame_shows_the_final_count_before_mlflow_is_written(monkeypat
     first_count = events.index(("progress", 600))
     assert first_count < events.index(("summary",))
     assert events.index(("phase", "writing MLflow")) < events.index(("mlflow",))
+
+
+# -- when Ray stops, and when MLflow opens (fakes: no Ray, no MLflow) ---------------------------
+
+
+class _Calls(list):
+    def ray(self, initialized: bool = False, on_init=None):
+        calls = self
+
+        class FakeRay:
+            def is_initialized(self) -> bool:
+                return initialized
+
+            def init(self, **kwargs) -> None:
+                nonlocal initialized
+                if on_init is not None:
+                    on_init()
+                calls.append("ray.init")
+                initialized = True
+
+            def shutdown(self) -> None:
+                calls.append("ray.shutdown")
+
+        return FakeRay()
+
+
+def _fake_run(monkeypatch, calls: _Calls, *, initialized: bool = False, on_init=None):
+    """driver.run_suite for real, around a fake Ray, store, manifest and _Driver."""
+    monkeypatch.setattr(driver, "ray", calls.ray(initialized, on_init))
+    monkeypatch.setattr(driver, "open_store", lambda *a, **kw: SimpleNamespace(uri="/tmp/store"))
+    monkeypatch.setattr(driver, "_prepare_manifest", lambda *a: SimpleNamespace(status="pending"))
+
+    class FakeDriver:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def run(self) -> RunResult:
+            calls.append("run")
+            return RunResult("r1", "finished", "/tmp/store", summary={})
+
+    monkeypatch.setattr(driver, "_Driver", FakeDriver)
+    return SimpleNamespace(spec=SimpleNamespace(name="s", providers={}))
+
+
+def test_the_cli_prints_the_result_before_ray_shuts_down(monkeypatch):
+    calls = _Calls()
+    suite = _fake_run(monkeypatch, calls)
+    monkeypatch.setattr(run_suite, "prepare_suite", lambda path: suite)
+    monkeypatch.setattr(run_suite, "print_result", lambda result, suite: calls.append("table"))
+    parser = argparse.ArgumentParser()
+    run_suite.add_run_arguments(parser)
+    args = parser.parse_args(["suite.yaml", "--tracking-uri", "none"])
+    assert run_suite.execute(args, None, show_progress=False) == run_suite.EXIT_OK
+    assert calls == ["ray.init", "run", "table", "ray.shutdown"]
+
+
+def test_a_library_caller_gets_ray_shut_down_before_run_suite_returns(monkeypatch):
+    calls = _Calls()
+    suite = _fake_run(monkeypatch, calls)
+    driver.run_suite(suite, RunOptions(tracking_uri=None))
+    assert calls == ["ray.init", "run", "ray.shutdown"]
+    # a Ray already running (tests, the HTTP service's actor) is left running, session or not
+    calls.clear()
+    suite = _fake_run(monkeypatch, calls, initialized=True)
+    with driver.contextlib.ExitStack() as session:
+        driver.run_suite(suite, RunOptions(tracking_uri=None), session=session)
+    assert calls == ["run"]
+
+
+class _FakeTracker:
+    calls: list = []
+    opened = threading.Event()
+
+    def __init__(self, uri: str) -> None:
+        _FakeTracker.calls.append(("mlflow open", uri))
+        _FakeTracker.opened.set()
+
+    def find_running(self, run_id: str) -> list[str]:
+        return []
+
+
+def test_mlflow_opens_while_ray_starts(monkeypatch):
+    import evalcluster.tracking
+
+    calls = _Calls()
+    _FakeTracker.calls, _FakeTracker.opened = calls, threading.Event()
+    monkeypatch.setattr(evalcluster.tracking, "MlflowTracker", _FakeTracker)
+    # Ray's start waits (a while) for MLflow's open to begin: it does, in its own thread
+    suite = _fake_run(monkeypatch, calls, on_init=lambda: _FakeTracker.opened.wait(5))
+    driver.run_suite(suite, RunOptions(tracking_uri="sqlite:///x.db"))
+    assert calls == [("mlflow open", "sqlite:///x.db"), "ray.init", "run", "ray.shutdown"]
+
+
+def test_joining_a_cluster_opens_mlflow_after_ray_as_before(monkeypatch):
+    import evalcluster.tracking
+
+    calls = _Calls()
+    _FakeTracker.calls = calls
+    monkeypatch.setattr(evalcluster.tracking, "MlflowTracker", _FakeTracker)
+    suite = _fake_run(monkeypatch, calls)
+    driver.run_suite(suite, RunOptions(tracking_uri="sqlite:///x.db", address="10.0.0.1:6379"))
+    assert calls == ["ray.init", "run", "ray.shutdown"]  # the fake _Driver opens nothing
+
+
+def test_mlflow_that_fails_to_open_in_its_thread_says_logging_failed(monkeypatch):
+    from evalcluster.errors import TrackingError
+
+    class Unreachable:
+        def __init__(self, uri: str) -> None:
+            raise TrackingError("MLflow logging failed (connecting) at http://x: refused")
+
+    import evalcluster.tracking
+
+    monkeypatch.setattr(evalcluster.tracking, "MlflowTracker", Unreachable)
+    opening = driver._TrackerOpening("http://x", "r1")
+    suite = SimpleNamespace(spec=SimpleNamespace(targets=[], budget_usd=None))
+    run = driver._Driver(
+        suite,
+        RunOptions(tracking_uri="http://x"),
+        None,
+        SimpleNamespace(run_id="r1"),
+        {},
+        None,
+        None,
+        "/",
+        tracking=opening,
+    )
+    run._start_tracking(samples=3)
+    assert run.tracker is None
+    assert run.mlflow_error.startswith("MLflow logging failed: MLflow logging failed (connecting)")
+
+
+def test_ray_that_fails_to_start_leaves_no_mlflow_run_open(monkeypatch):
+    import evalcluster.tracking
+
+    calls = _Calls()
+    _FakeTracker.calls = calls
+    monkeypatch.setattr(evalcluster.tracking, "MlflowTracker", _FakeTracker)
+
+    def no_ray():
+        raise RuntimeError("Ray did not start")
+
+    suite = _fake_run(monkeypatch, calls, on_init=no_ray)
+    with pytest.raises(RuntimeError, match="did not start"):
+        driver.run_suite(suite, RunOptions(tracking_uri="sqlite:///x.db"))
+    # the opening thread was joined; it only opened the store (no run was created: the fake
+    # has no start_evaluation, and _Driver never ran)
+    assert calls == [("mlflow open", "sqlite:///x.db")]
