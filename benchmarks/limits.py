@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
 import ray
 import yaml
@@ -45,6 +44,7 @@ from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.simulator import SimulatorConfig, SimulatorProcess
+from evalcluster.simulator.bench import send_all
 from evalcluster.spec.models import ProviderConfig
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import read_results
@@ -187,7 +187,6 @@ def write_suite(folder: Path, url: str, samples: int) -> Path:
 
 async def bare_client(url: str, samples: int) -> float:
     """Seconds for a bare aiohttp client to get `samples` answers, CONCURRENCY in flight."""
-    headers = {"Authorization": "Bearer bench"}
     bodies = [
         {
             "model": "sim-1",
@@ -196,22 +195,7 @@ async def bare_client(url: str, samples: int) -> float:
         }
         for i in range(samples)
     ]
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        queue = iter(bodies)
-
-        async def worker() -> None:
-            for body in queue:
-                async with session.post(
-                    url + "/v1/chat/completions", json=body, headers=headers
-                ) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        raise RuntimeError(f"bare client got HTTP {resp.status}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return time.perf_counter() - started
+    return await send_all(url, bodies, CONCURRENCY)
 
 
 def overhead(sim: SimulatorProcess, samples: int, rounds: int) -> list[Floor]:

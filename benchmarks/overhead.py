@@ -197,9 +197,8 @@ def write_suite(folder: Path, url: str, samples: int, in_flight: int, shard_size
 async def bare_client(url: str, samples: int, in_flight: int) -> float:
     """Seconds for a bare aiohttp client to get the suite's answers, `in_flight` at a time.
     The bodies are what the `kind: openai` adapter sends for this suite."""
-    import aiohttp
+    from evalcluster.simulator.bench import send_all
 
-    headers = {"Authorization": "Bearer bench"}
     bodies = [
         {
             "model": MODEL,
@@ -208,22 +207,7 @@ async def bare_client(url: str, samples: int, in_flight: int) -> float:
         }
         for q in questions(samples)
     ]
-    connector = aiohttp.TCPConnector(limit=in_flight)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        queue = iter(bodies)
-
-        async def worker() -> None:
-            for body in queue:
-                async with session.post(
-                    url + "/v1/chat/completions", json=body, headers=headers
-                ) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        raise RuntimeError(f"bare client got HTTP {resp.status}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
-        return time.perf_counter() - started
+    return await send_all(url, bodies, in_flight)
 
 
 # --- the CLI under a pseudo-terminal ----------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 
@@ -41,6 +43,29 @@ async def drive(url: str, seconds: float, concurrency: int) -> tuple[int, int]:
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return ok, failed
+
+
+async def send_all(url: str, bodies: Sequence[dict[str, Any]], in_flight: int) -> float:
+    """Seconds for a bare aiohttp client to get an answer to every OpenAI chat body in
+    `bodies`, `in_flight` at a time: the yardstick the benchmarks hold the pipeline against.
+    Any answer but 200 raises RuntimeError."""
+    headers = {"Authorization": "Bearer bench"}
+    connector = aiohttp.TCPConnector(limit=in_flight)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        queue = iter(bodies)
+
+        async def worker() -> None:
+            for body in queue:
+                async with session.post(
+                    url + "/v1/chat/completions", json=body, headers=headers
+                ) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"bare client got HTTP {resp.status}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
