@@ -245,7 +245,3 @@ def require_role(role: Role) -> Callable[[Principal], Principal]:
         return principal
 
     return check
-
-
-# Kept for routers that only need a valid key.
-require_api_key = require_principal

@@ -53,7 +53,6 @@ class ServeSettings:
     client_networks: tuple[str, ...] = ()
     max_websockets: int = 256
     driver_linger_s: float = 0.0
-    base_dir: str = field(default_factory=os.getcwd)
 
 
 def settings_from_args(args: Mapping[str, Any]) -> ServeSettings:
@@ -72,8 +71,8 @@ def settings_from_args(args: Mapping[str, Any]) -> ServeSettings:
             field="api_keys",
         )
     roots = list(config.datasets.roots)
-    base_dir = Path(config.base_dir or os.getcwd()).resolve()
-    if config.base_dir is not None:
+    if config.base_dir is not None:  # legacy: one more dataset root
+        base_dir = Path(config.base_dir).resolve()
         if not base_dir.is_dir():
             raise SpecError(f"not a directory: {base_dir}", field="base_dir")
         roots.append(str(base_dir))
@@ -93,7 +92,6 @@ def settings_from_args(args: Mapping[str, Any]) -> ServeSettings:
         client_networks=tuple(_network(n, i) for i, n in enumerate(config.client_networks)),
         max_websockets=config.max_websockets,
         driver_linger_s=config.driver_linger_s,
-        base_dir=str(base_dir),
     )
 
 

@@ -60,7 +60,7 @@ def test_string_arguments_from_serve_run_are_parsed(tmp_path):
     assert settings.max_body_bytes == 2048
     assert settings.store_uri == os.path.abspath("rel/store")
     assert settings.tracking_uri is None
-    assert settings.base_dir == str(tmp_path.resolve())
+    assert settings.dataset_roots == (str(tmp_path.resolve()),)  # base_dir: a dataset root
     assert settings.driver_linger_s == 5.0
 
 
