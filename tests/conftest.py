@@ -12,6 +12,45 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Fixtures that start a real service (Ray, Serve, moto's S3, an MLflow server, Chromium). A test
+# that uses one, directly or through another fixture, is marked `integration`, so
+# `pytest -m "not integration"` is the fast subset; CI runs everything.
+_SERVICE_FIXTURES = frozenset(
+    {
+        "local_ray",
+        "make_actor",
+        "service",
+        "api",
+        "s3_endpoint",
+        "s3_store",
+        "mlflow_server",
+        "chromium",
+        "logged_evaluation",
+    }
+)
+# Modules whose tests start Ray, Serve, subprocesses or whole runs inside the test body.
+_INTEGRATION_DIRS = ("tests/jobs/", "tests/serve/", "tests/infra/", "tests/tracking/")
+_INTEGRATION_MODULES = frozenset(
+    {
+        "tests/test_cli.py",
+        "tests/simulator/test_cli.py",
+        "tests/store/test_readme_recipes.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = Path(str(item.fspath)).resolve().relative_to(REPO).as_posix()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (
+            fixtures & _SERVICE_FIXTURES
+            or module.startswith(_INTEGRATION_DIRS)
+            or module in _INTEGRATION_MODULES
+            or item.get_closest_marker("slow")
+        ):
+            item.add_marker(pytest.mark.integration)
+
 
 def write_dataset(path: Path, n: int, *, start: int = 0) -> Path:
     """`n` arithmetic samples with ids, answers and an `op` metadata column."""
