@@ -8,7 +8,6 @@ Every error the package raises on purpose is one of these::
     │   └── NotFoundError          no such object, run, suite or suite version (HTTP 404)
     ├── TrackingError              MLflow logging failed (results are already in the lake)
     ├── UnknownRunError            the run is not live in the cluster's run registry
-    ├── BudgetExhaustedError       a run reached its budget; nothing more is dispatched for it
     └── ProviderError              a call to a model provider did not produce an answer
         ├── RateLimitedError       429 and friends; carries the provider's retry delay
         ├── OverloadedError        the provider is busy (Anthropic 529, OpenAI 503 "overloaded")
@@ -68,12 +67,6 @@ class TrackingError(EvalclusterError):
 
 class UnknownRunError(EvalclusterError):
     """The run is not live: never opened, already closed, or lost with a restarted registry."""
-
-
-class BudgetExhaustedError(EvalclusterError):
-    """A run has spent (or reserved) its whole budget."""
-
-    kind = "budget_exhausted"
 
 
 class ProviderError(EvalclusterError):

@@ -12,7 +12,6 @@ from evalcluster.limits.fair import Turn, WeightedFairQueue
 from evalcluster.limits.retry import (
     Attempted,
     RetryDecision,
-    RetryEvent,
     call_with_retries,
     decide,
     is_retryable,
@@ -26,7 +25,6 @@ __all__ = [
     "ManualClock",
     "Reservation",
     "RetryDecision",
-    "RetryEvent",
     "Turn",
     "WeightedFairQueue",
     "call_with_retries",

@@ -21,7 +21,6 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -70,15 +69,6 @@ class Attempted(Generic[T]):
 
     value: T
     attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class RetryEvent:
-    """Passed to `on_retry` before each backoff sleep."""
-
-    attempt: int  # the attempt that just failed, 1-based
-    error: BaseException
-    decision: RetryDecision
 
 
 def backoff_ceiling(attempt: int, config: RetryConfig) -> float:
@@ -138,16 +128,13 @@ async def call_with_retries(
     fn: Callable[[], Awaitable[T]],
     config: RetryConfig,
     *,
-    on_retry: Callable[[RetryEvent], object] | None = None,
     sleep: Sleep = asyncio.sleep,
     clock: Clock = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> Attempted[T]:
     """Call `fn` until it succeeds or `decide` says stop; return its value and attempt count.
 
-    `on_retry` (sync or async) sees each failure that will be retried, before the sleep: the
-    endpoint actor uses a `rate_limit` decision to slow its bucket down. On final failure the
-    last error is raised with `attempts` set on it.
+    On final failure the last error is raised with `attempts` set on it.
     """
     started = clock()
     # Fast path: most calls succeed at once, and tenacity's per-call machinery (state objects,
@@ -178,15 +165,6 @@ async def call_with_retries(
         # decide() already applies both caps; this keeps tenacity's own view consistent.
         return not decision_for(state).retry
 
-    async def before_sleep(state: RetryCallState) -> None:
-        if on_retry is None:
-            return
-        assert state.outcome is not None
-        event = RetryEvent(state.attempt_number, state.outcome.exception(), decision_for(state))
-        result = on_retry(event)
-        if inspect.isawaitable(result):
-            await result
-
     attempts = 1
 
     async def attempt() -> T:
@@ -197,9 +175,7 @@ async def call_with_retries(
         attempts += 1
         return await fn()
 
-    retrying = AsyncRetrying(
-        sleep=sleep, retry=retry, wait=wait, stop=stop, before_sleep=before_sleep, reraise=True
-    )
+    retrying = AsyncRetrying(sleep=sleep, retry=retry, wait=wait, stop=stop, reraise=True)
     try:
         value = await retrying(attempt)
     except Exception as exc:
