@@ -7,9 +7,9 @@ from dataclasses import dataclass, fields
 
 import pytest
 
-from evalcluster.actors.calls import CallResult
 from evalcluster.pickling import pickled_as_tuple
 from evalcluster.providers.base import CompletionRequest, Message
+from evalcluster.providers.calls import CallResult
 
 
 def test_every_field_survives_a_round_trip() -> None:

@@ -43,7 +43,6 @@ from typing import Any
 import ray
 
 from evalcluster.actors import metrics
-from evalcluster.actors.calls import CallResult
 from evalcluster.actors.run import NAMESPACE
 from evalcluster.errors import (
     CircuitOpenError,
@@ -57,6 +56,7 @@ from evalcluster.limits.fair import WeightedFairQueue
 from evalcluster.limits.retry import call_with_retries
 from evalcluster.providers import build_adapter
 from evalcluster.providers.base import Completion, CompletionRequest
+from evalcluster.providers.calls import CallResult
 from evalcluster.providers.pricing import cost_usd, estimate_request_tokens
 from evalcluster.spec.models import ProviderConfig, SuiteSpec
 

@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import pyarrow.parquet as pq
 import ray
 
-from evalcluster.actors.calls import CallResult
 from evalcluster.actors.provider import provider_actor_name
 from evalcluster.actors.run import NAMESPACE, ProgressDelta, RunHandle
 from evalcluster.jobs.budget import projected_cost
@@ -32,6 +31,7 @@ from evalcluster.jobs.samples import (
     request_hash,
 )
 from evalcluster.providers.base import CompletionRequest
+from evalcluster.providers.calls import CallResult
 from evalcluster.scoring import Score, build_scorers
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.spec.models import ProviderConfig, TargetSpec

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalcluster.actors.calls import CallResult
+from evalcluster.providers.calls import CallResult
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.spec.models import TargetSpec
 from evalcluster.store.fs import Store

@@ -1,4 +1,6 @@
-"""What a provider actor returns for each request: an answer or a typed failure, never a raise."""
+"""The outcome of one provider call as the provider actor returns it: an answer or a typed
+failure, never a raise. It lives with the provider contract so the store (the answer cache)
+can read and write it without importing `actors`."""
 
 from __future__ import annotations
 
