@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from evalcluster.providers.base import CompletionRequest, Usage
 from evalcluster.spec.models import Pricing
 
 __all__ = [
+    "BATCH_DISCOUNT",
     "DEFAULT_OUTPUT_TOKENS",
+    "CostBreakdown",
+    "cost_breakdown",
     "PRICES",
     "ModelPrice",
     "cost_usd",
@@ -34,6 +38,9 @@ __all__ = [
 ]
 
 DEFAULT_OUTPUT_TOKENS = 1024
+# OpenAI's Batch API, Anthropic's Message Batches and Gemini's batch mode all bill 50% of the
+# standard rates, cache reads and writes included (their pricing pages, "Batch").
+BATCH_DISCOUNT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,7 @@ class ModelPrice:
     long_input: float | None = None
     long_output: float | None = None
     long_cache_read: float | None = None
+    batch_discount: float = BATCH_DISCOUNT
 
 
 def _p(*args: float | None, **kw: float | int | None) -> ModelPrice:
@@ -164,6 +172,40 @@ def _from_override(pricing: Pricing) -> ModelPrice:
         output=pricing.output_per_mtok,
         cache_read=pricing.cache_read_per_mtok,
         cache_write=pricing.cache_write_per_mtok,
+        batch_discount=pricing.batch_discount or BATCH_DISCOUNT,
+    )
+
+
+class CostBreakdown(NamedTuple):
+    """What one call cost, what it would have cost sent sync with no cache, and the saving
+    of each. `batch_saving + cache_saving == sync_uncached - paid`."""
+
+    paid: float
+    sync_uncached: float
+    batch_saving: float
+    cache_saving: float
+
+
+def cost_breakdown(
+    model: str, usage: Usage, *, batch: bool, pricing_override: Pricing | None = None
+) -> CostBreakdown | None:
+    """US dollars paid for one call sent through the batch API or not, with the cache reads
+    and writes in `usage`, and what batching and caching saved; None when nothing prices
+    `model`. The batch discount applies to every rate, cache rates included; the batch
+    saving is counted on the uncached price, the cache saving at the rate paid."""
+    price = _from_override(pricing_override) if pricing_override else price_for(model)
+    if price is None:
+        return None
+    cached = cost_usd(model, usage, pricing_override)
+    uncached = cost_usd(model, replace(usage, cache_read_tokens=0, cache_write_tokens=0),
+                        pricing_override)  # fmt: skip
+    assert cached is not None and uncached is not None
+    factor = price.batch_discount if batch else 1.0
+    return CostBreakdown(
+        paid=cached * factor,
+        sync_uncached=uncached,
+        batch_saving=uncached * (1.0 - factor),
+        cache_saving=(uncached - cached) * factor,
     )
 
 

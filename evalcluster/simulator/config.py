@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from evalcluster.simulator.difficulty import Difficulty
 
 ForceKind = Literal[
     "429",
@@ -63,6 +66,12 @@ class SimulatorConfig(BaseModel):
         "window admits one request): a window admits limit * window / 60, so a client cannot "
         "burst a whole minute's budget at once.",
     )
+    rate_limiter: Literal["window", "token_bucket"] = Field(
+        "window",
+        description="How rpm and tpm are enforced: 'window' counts fixed windows of "
+        "rate_window_s; 'token_bucket' is a bucket holding rate_window_s of the limit, refilled "
+        "continuously (simulator/ratelimit.py).",
+    )
     error_rate: float = Field(
         0.0, ge=0, le=1, description="Shorthand: adds error_rate / 4 to each of the four faults."
     )
@@ -84,6 +93,27 @@ class SimulatorConfig(BaseModel):
         "one, to arithmetic and multiple-choice prompts only.",
     )
     seed: int = Field(0, description="Seeds answer correctness and fault injection.")
+    correlation: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Latent (tetrachoric) correlation of two models' correctness on one item: "
+        "the share of a model's latent that is the item's difficulty, shared by every model "
+        "of the same seed (difficulty.py; phi_correlation gives the 0/1 correlation it "
+        "implies). 0 keeps each model's draws independent, as before.",
+    )
+    cluster_pattern: str | None = Field(
+        None,
+        description="A regular expression whose first group (or whole match) in the prompt "
+        "names the item's cluster; items of one cluster share part of their difficulty.",
+    )
+    cluster_correlation: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of an item's difficulty that is its cluster's (needs correlation > 0 "
+        "and cluster_pattern).",
+    )
     api_keys: list[str] | None = Field(
         None,
         repr=False,
@@ -105,6 +135,52 @@ class SimulatorConfig(BaseModel):
         default_factory=lambda: ["sim-1", "sim-1-mini"],
         description="Listed by GET /v1/models; requests may name any model.",
     )
+    # --- batch APIs and prompt caching (simulator/batch.py, simulator/prompt_cache.py) ------
+    batch_turnaround_s: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds a batch takes from creation to its last result; request i of n "
+        "finishes at turnaround * (i + 1) / n, so a cancel or expiry cuts it part-way.",
+    )
+    batch_expire_after_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A batch not finished this many seconds after creation ends `expired`, "
+        "its unfinished requests listed as expired (the vendors' 24h window).",
+    )
+    batch_line_error_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of batched requests answered with a per-line server error, drawn "
+        "deterministically from a hash of (seed, custom_id).",
+    )
+    batch_corrupt: list[
+        Literal["malformed_line", "unknown_id", "duplicate_line", "missing_line"]
+    ] = Field(
+        default_factory=list,
+        description="Damage to put in every batch's results, to test clients: a malformed "
+        "JSON line, a line for an unknown custom_id, a repeated line, a missing line.",
+    )
+    batch_discount: float = Field(
+        0.5, ge=0, le=1, description="Price factor of batched tokens in GET /stats' batch cost."
+    )
+    cache_ttl_s: float = Field(
+        300.0, ge=0, description="How long a prompt prefix stays cached after its last use."
+    )
+    cache_min_tokens: int = Field(
+        1024, ge=1, description="Shortest prefix that is cached (OpenAI and Anthropic: 1,024)."
+    )
+
+    @field_validator("cluster_pattern")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _check_fault_total(self) -> SimulatorConfig:
@@ -125,6 +201,10 @@ class SimulatorConfig(BaseModel):
             self.timeout_rate + share,
             self.drop_rate + share,
         )
+
+    def difficulty(self) -> Difficulty:
+        """The shared-difficulty settings, as `model.reply` takes them."""
+        return Difficulty(self.correlation, self.cluster_correlation, self.cluster_pattern)
 
     def updated(self, changes: Mapping[str, Any]) -> SimulatorConfig:
         """A new validated config with `changes` applied. Raises pydantic.ValidationError."""

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from evalcluster.simulator.batch import BatchService
 from evalcluster.simulator.config import FORCE_KINDS, SimulatorConfig
 from evalcluster.simulator.forcing import Drop, Forced, Hang, forced, retry_headers
 from evalcluster.simulator.formats import FORMATS
@@ -60,14 +61,18 @@ class SimulatorServer:
     def __init__(self, config: SimulatorConfig):
         self.config = config
         self.stats = Stats()
-        self.limiter = RateLimiter(config.rpm, config.tpm, config.rate_window_s)
+        self.limiter = RateLimiter(
+            config.rpm, config.tpm, config.rate_window_s, mode=config.rate_limiter
+        )
         self._rng = random.Random(config.seed)
+        self.batches = BatchService(self)
 
     def reconfigure(self, changes: Mapping[str, Any]) -> SimulatorConfig:
         """Apply a partial update. Limits restart only when rpm, tpm or the window change."""
         old, new = self.config, self.config.updated(changes)
-        if (old.rpm, old.tpm, old.rate_window_s) != (new.rpm, new.tpm, new.rate_window_s):
-            self.limiter = RateLimiter(new.rpm, new.tpm, new.rate_window_s)
+        limits = ("rpm", "tpm", "rate_window_s", "rate_limiter")
+        if any(getattr(old, k) != getattr(new, k) for k in limits):
+            self.limiter = RateLimiter(new.rpm, new.tpm, new.rate_window_s, mode=new.rate_limiter)
         if old.seed != new.seed:
             self._rng = random.Random(new.seed)
         self.config = new
@@ -82,6 +87,7 @@ class SimulatorServer:
         app.router.add_post("/v1/messages", self._route(anthropic))
         for version in ("v1beta", "v1"):
             app.router.add_post(f"/{version}/models/{{model}}:generateContent", self._route(gemini))
+        self.batches.register(app)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/stats", self._stats)
         app.router.add_post("/stats/reset", self._reset_stats)
@@ -242,10 +248,11 @@ class SimulatorServer:
         return web.json_response({"status": "ok"})
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.snapshot())
+        return web.json_response({**self.stats.snapshot(), "batches": self.batches.snapshot()})
 
     async def _reset_stats(self, request: web.Request) -> web.Response:
         self.stats.reset()
+        self.batches.reset()
         return web.json_response(self.stats.snapshot())
 
     async def _get_config(self, request: web.Request) -> web.Response:
