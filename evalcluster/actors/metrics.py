@@ -20,6 +20,9 @@ REQUEST_LATENCY_SECONDS = "evalcluster_request_latency_seconds"
 BREAKER_STATE = "evalcluster_breaker_state"
 SAMPLES_TOTAL = "evalcluster_samples_total"
 RUN_BUDGET_USED_RATIO = "evalcluster_run_budget_used_ratio"
+GATEWAY_REQUESTS_TOTAL = "evalcluster_gateway_requests_total"
+GATEWAY_TOKENS_TOTAL = "evalcluster_gateway_tokens_total"
+GATEWAY_COST_USD_TOTAL = "evalcluster_gateway_cost_usd_total"
 
 EXPORTED_METRICS = (
     REQUESTS_TOTAL,
@@ -29,6 +32,9 @@ EXPORTED_METRICS = (
     BREAKER_STATE,
     SAMPLES_TOTAL,
     RUN_BUDGET_USED_RATIO,
+    GATEWAY_REQUESTS_TOTAL,
+    GATEWAY_TOKENS_TOTAL,
+    GATEWAY_COST_USD_TOTAL,
 )
 
 LATENCY_BOUNDARIES_S = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
@@ -93,6 +99,33 @@ def run_budget_used_ratio() -> metrics.Gauge:
         RUN_BUDGET_USED_RATIO,
         description="Share of a run's budget spent or reserved (0 to 1).",
         tag_keys=("run_id",),
+    )
+
+
+@cache
+def gateway_requests_total() -> metrics.Counter:
+    return metrics.Counter(
+        GATEWAY_REQUESTS_TOTAL,
+        description="Gateway calls per tenant and route, by outcome (ok, cached or an error kind).",
+        tag_keys=("tenant", "model", "outcome"),
+    )
+
+
+@cache
+def gateway_tokens_total() -> metrics.Counter:
+    return metrics.Counter(
+        GATEWAY_TOKENS_TOTAL,
+        description="Tokens of gateway calls per tenant and route, by direction.",
+        tag_keys=("tenant", "model", "direction"),
+    )
+
+
+@cache
+def gateway_cost_usd_total() -> metrics.Counter:
+    return metrics.Counter(
+        GATEWAY_COST_USD_TOTAL,
+        description="US dollars spent through the gateway per tenant and route.",
+        tag_keys=("tenant", "model"),
     )
 
 

@@ -38,6 +38,8 @@ import logging
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -66,6 +68,28 @@ _DOWN_KINDS = (CircuitOpenError.kind, EndpointDownError.kind)
 
 log = logging.getLogger(__name__)
 _BREAKER_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    """`complete_one`'s answer: the whole `Completion` (tool calls included) or a typed failure.
+
+    `retry_after_s` is when waiting may help: the provider's pause for `rate_limited`, the
+    breaker's probe interval for `circuit_open` and `endpoint_down`."""
+
+    served_by: str
+    attempts: int
+    latency_ms: float
+    completion: Completion | None = None
+    cost_usd: float = 0.0
+    error_kind: str | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+    status: int | None = None  # the provider's HTTP status of the last failure, if any
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
 
 
 class _BreakerOpen(Exception):
@@ -100,6 +124,15 @@ class SendWindow:
         self._sent.append(time.monotonic())
 
 
+def _was_reconstructed() -> bool:
+    """Whether Ray restarted this actor; False outside an actor (the in-process executor runs
+    this class without Ray, and asking Ray would start one)."""
+    if not ray.is_initialized():
+        return False
+    context = ray.get_runtime_context()
+    return context.get_actor_id() is not None and context.was_current_actor_reconstructed
+
+
 def provider_actor_name(name: str, config: ProviderConfig) -> str:
     digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
     return f"provider:{name}:{digest}"
@@ -127,7 +160,7 @@ class ProviderActor:
         self.outcomes: Counter[str] = Counter()
         self.metrics = metrics.ProviderMetricsBuffer(name)
         self._published_breaker: str | None = None
-        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self.restarted = _was_reconstructed()
         if self.restarted:
             self.breaker.force_half_open()
             self.bucket.conservative_start(RESTART_RATE_FACTOR)
@@ -193,6 +226,82 @@ class ProviderActor:
             output_tokens=completion.usage.output_tokens,
             usage_estimated=completion.usage.estimated,
             cost_usd=cost,
+        )
+
+    async def complete_one(
+        self,
+        queue: str,
+        request: CompletionRequest,
+        priority: float = 1.0,
+        visited: tuple[str, ...] = (),
+    ) -> CompletionResult:
+        """One request answered whole (the gateway's call): the same path as `complete_batch`
+        (fair queue under `queue` with weight `priority`, breaker, bucket, slot, retries,
+        fallbacks). Never raises; a cancelled call (`ray.cancel`) gives back its slot and its
+        reservation at once."""
+        visited = (*visited, self.name)
+        started = time.monotonic()
+        fallbacks = [f for f in self.config.fallback if f not in visited]
+        try:
+            attempted = await call_with_retries(
+                lambda: self._attempt(queue, request, priority, bool(fallbacks)),
+                self.config.retry,
+            )
+        except _BreakerOpen:
+            return await self._fallback_one(queue, request, priority, visited, fallbacks)
+        except ProviderError as exc:
+            self._count(exc.kind)
+            retry_after = exc.retry_after_s
+            if isinstance(exc, CircuitOpenError) and retry_after is None:
+                retry_after = self.breaker.reset_timeout_s
+            return CompletionResult(
+                served_by=self.name,
+                attempts=getattr(exc, "attempts", 1),
+                latency_ms=(time.monotonic() - started) * 1000,
+                error_kind=exc.kind,
+                error=str(exc)[:500],
+                retry_after_s=retry_after,
+                status=exc.status,
+            )
+        finally:
+            self.metrics.flush()
+        completion: Completion = attempted.value
+        cost = (
+            cost_usd(
+                request.model, completion.usage, self.config.pricing, completion.provider_cost_usd
+            )
+            or 0.0
+        )
+        self._account(completion, cost)
+        self.metrics.flush()
+        return CompletionResult(
+            served_by=self.name,
+            attempts=attempted.attempts,
+            latency_ms=completion.latency_ms,
+            completion=completion,
+            cost_usd=cost,
+        )
+
+    async def _fallback_one(
+        self,
+        queue: str,
+        request: CompletionRequest,
+        priority: float,
+        visited: tuple[str, ...],
+        fallbacks: list[str],
+    ) -> CompletionResult:
+        for name in fallbacks:
+            handle = _get_or_create(name, self.fallbacks[name], self.fallbacks)
+            result = await handle.complete_one.remote(queue, request, priority, visited)
+            if result.error_kind not in _DOWN_KINDS:
+                return result
+        return CompletionResult(
+            served_by=self.name,
+            attempts=0,
+            latency_ms=0.0,
+            error_kind=CircuitOpenError.kind,
+            error=f"{self.name}: circuit open and every fallback is down",
+            retry_after_s=self.breaker.reset_timeout_s,
         )
 
     async def _attempt(
@@ -356,8 +465,7 @@ class ProviderActor:
         fallbacks: list[str],
     ) -> CallResult:
         for name in fallbacks:
-            handle = _get_or_create(name, self.fallbacks[name], self.fallbacks)
-            results = await handle.complete_batch.remote(run_id, [request], priority, visited)
+            results = await self._fallback_batch(name, run_id, [request], priority, visited)
             result = results[0]
             if result.error_kind not in _DOWN_KINDS:
                 return result
@@ -368,6 +476,19 @@ class ProviderActor:
             error_kind=CircuitOpenError.kind,
             error=f"{self.name}: circuit open and every fallback is down",
         )
+
+    async def _fallback_batch(
+        self,
+        name: str,
+        run_id: str,
+        requests: list[CompletionRequest],
+        priority: float,
+        visited: tuple[str, ...],
+    ) -> list[CallResult]:
+        """`complete_batch` on fallback `name`'s actor (the in-process executor serves it from
+        its own endpoints: `jobs/local_executor.py`)."""
+        handle = _get_or_create(name, self.fallbacks[name], self.fallbacks)
+        return await handle.complete_batch.remote(run_id, requests, priority, visited)
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
@@ -418,6 +539,12 @@ def _get_or_create(name: str, config: ProviderConfig, fallbacks: dict[str, Provi
         get_if_exists=True,
         lifetime="detached",
     ).remote(name, config, fallbacks)
+
+
+def provider_actor(name: str, providers: Mapping[str, ProviderConfig]) -> Any:
+    """The actor of provider `name` of `providers` (created if none is alive), whose fallbacks
+    are found in `providers` too."""
+    return _get_or_create(name, providers[name], dict(providers))
 
 
 def ensure_provider_actors(spec: SuiteSpec, providers: dict[str, ProviderConfig]) -> dict[str, Any]:

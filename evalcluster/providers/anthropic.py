@@ -9,6 +9,8 @@ blocks are not part of it).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from evalcluster.errors import (
@@ -23,7 +25,15 @@ from evalcluster.errors import (
     ServerError,
 )
 from evalcluster.providers.adapter import HttpAdapter, HttpCall, estimated_usage
-from evalcluster.providers.base import Completion, CompletionRequest, FinishReason, Usage
+from evalcluster.providers.base import (
+    Completion,
+    CompletionRequest,
+    FinishReason,
+    Message,
+    Tool,
+    ToolCall,
+    Usage,
+)
 from evalcluster.providers.error_mapping import ErrorBody, class_for_status
 from evalcluster.providers.transport import HttpResponse
 
@@ -73,10 +83,15 @@ class AnthropicAdapter(HttpAdapter):
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": params.pop("max_tokens", None) or DEFAULT_MAX_TOKENS,
-            "messages": [{"role": m.role, "content": m.content} for m in request.chat],
+            "messages": _wire_messages(request.chat),
         }
         if request.system is not None:
             body["system"] = request.system
+        if request.tools:
+            body["tools"] = [_wire_tool(t) for t in request.tools]
+        choice = _wire_tool_choice(request.tool_choice)
+        if choice is not None:
+            body["tool_choice"] = choice
         stop = params.pop("stop", None)
         if stop:
             body["stop_sequences"] = list(stop)
@@ -99,6 +114,11 @@ class AnthropicAdapter(HttpAdapter):
             model=payload.get("model"),
             raw_finish_reason=raw,
             rate_limits=self.rate_limits(response),
+            tool_calls=tuple(
+                ToolCall(str(b.get("id") or ""), str(b["name"]), json.dumps(b.get("input") or {}))
+                for b in blocks
+                if b.get("type") == "tool_use" and b.get("name")
+            ),
         )
 
     def read_error(self, payload: Any) -> ErrorBody | None:
@@ -119,6 +139,64 @@ class AnthropicAdapter(HttpAdapter):
         if cls is BadRequestError and "prompt is too long" in message:
             return ContextLengthError
         return cls
+
+
+def _wire_messages(chat: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Chat turns as Messages API turns: an assistant's tool calls become `tool_use` blocks,
+    and tool results `tool_result` blocks of one user turn (consecutive results merged: the
+    API wants the results of one assistant turn together, right after it)."""
+    out: list[dict[str, Any]] = []
+    for m in chat:
+        if m.role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.tool_call_id or "",
+                "content": m.content,
+            }
+            last = out[-1] if out else None
+            if last and last["role"] == "user" and isinstance(last["content"], list):
+                last["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+        elif m.tool_calls:
+            blocks: list[dict[str, Any]] = (
+                [{"type": "text", "text": m.content}] if m.content else []
+            )
+            blocks += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": _arguments(c.arguments)}
+                for c in m.tool_calls
+            ]
+            out.append({"role": "assistant", "content": blocks})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def _arguments(text: str) -> Any:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _wire_tool(tool: Tool) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "name": tool.name,
+        "input_schema": dict(tool.parameters or {"type": "object", "properties": {}}),
+    }
+    if tool.description is not None:
+        wire["description"] = tool.description
+    return wire
+
+
+def _wire_tool_choice(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """OpenAI's choices in Anthropic's words ("required" is "any")."""
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        return {"type": {"required": "any"}.get(choice, choice)}
+    return {"type": "tool", "name": choice["name"]}
 
 
 def _usage(usage: Any) -> Usage | None:

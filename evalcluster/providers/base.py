@@ -9,19 +9,44 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from evalcluster.pickling import pickled_as_tuple
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for. `arguments` is JSON text, as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; `parameters` is its JSON Schema."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
 
 
 @pickled_as_tuple  # requests cross Ray by the thousand
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One turn. An assistant turn may carry `tool_calls`; a "tool" turn answers the call
+    `tool_call_id` with `content` (its `name` is the function's, for formats that need it)."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @pickled_as_tuple
@@ -38,6 +63,9 @@ class CompletionRequest:
     messages: tuple[Message, ...]
     params: dict[str, Any] = field(default_factory=dict)
     reference: str | None = None
+    tools: tuple[Tool, ...] = ()
+    # "auto" | "none" | "required" | {"name": <tool>}: OpenAI's choices, format-neutral.
+    tool_choice: str | Mapping[str, Any] | None = None
 
     @property
     def system(self) -> str | None:
@@ -95,6 +123,7 @@ class Completion:
     raw_finish_reason: str | None = None
     provider_cost_usd: float | None = None  # OpenRouter's usage.cost, when present
     rate_limits: RateLimitSnapshot | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ProviderAdapter(ABC):

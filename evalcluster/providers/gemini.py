@@ -10,6 +10,8 @@ text of every part except thought summaries (`thought: true`); thinking tokens
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +26,15 @@ from evalcluster.errors import (
     ServerError,
 )
 from evalcluster.providers.adapter import HttpAdapter, HttpCall, estimated_usage
-from evalcluster.providers.base import Completion, CompletionRequest, FinishReason, Usage
+from evalcluster.providers.base import (
+    Completion,
+    CompletionRequest,
+    FinishReason,
+    Message,
+    Tool,
+    ToolCall,
+    Usage,
+)
 from evalcluster.providers.error_mapping import ErrorBody, class_for_status
 from evalcluster.providers.ratelimit_headers import parse_duration, retry_delay
 from evalcluster.providers.transport import HttpResponse
@@ -82,13 +92,13 @@ class GeminiAdapter(HttpAdapter):
         return HttpCall(url, headers, self.body(request))
 
     def body(self, request: CompletionRequest) -> dict[str, Any]:
-        contents = [
-            {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
-            for m in request.chat
-        ]
-        body: dict[str, Any] = {"contents": contents}
+        body: dict[str, Any] = {"contents": _contents(request.chat)}
         if request.system is not None:
             body["systemInstruction"] = {"parts": [{"text": request.system}]}
+        if request.tools:
+            body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
+        if request.tool_choice is not None:
+            body["toolConfig"] = _tool_config(request.tool_choice)
         generation: dict[str, Any] = {}
         for key, value in request.params.items():
             if value is None:
@@ -123,9 +133,12 @@ class GeminiAdapter(HttpAdapter):
         parts = (candidate.get("content") or {}).get("parts") or []
         text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
         raw = candidate.get("finishReason")
+        calls = _tool_calls(parts)
+        finish = FINISH_REASONS.get(raw, FinishReason.OTHER)
         return Completion(
             text=text,
-            finish_reason=FINISH_REASONS.get(raw, FinishReason.OTHER),
+            finish_reason=FinishReason.TOOL_CALLS if calls and raw == "STOP" else finish,
+            tool_calls=calls,
             usage=usage or estimated_usage(request, text),
             latency_ms=latency_ms,
             model=payload.get("modelVersion"),
@@ -176,6 +189,64 @@ class GeminiAdapter(HttpAdapter):
                 if seconds is not None:
                     return seconds
         return retry_delay(response.headers)
+
+
+def _contents(chat: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Chat turns as `contents`: tool calls become `functionCall` parts, tool results
+    `functionResponse` parts of a user turn, named after the call they answer (Gemini matches
+    results by function name, not id)."""
+    names = {c.id: c.name for m in chat for c in m.tool_calls}
+    out: list[dict[str, Any]] = []
+    for m in chat:
+        if m.role == "tool":
+            name = m.name or names.get(m.tool_call_id or "", "")
+            part = {"functionResponse": {"name": name, "response": {"content": m.content}}}
+            last = out[-1] if out else None
+            if last and last["role"] == "user" and "functionResponse" in last["parts"][0]:
+                last["parts"].append(part)
+            else:
+                out.append({"role": "user", "parts": [part]})
+            continue
+        parts: list[dict[str, Any]] = [{"text": m.content}] if m.content or not m.tool_calls else []
+        for call in m.tool_calls:
+            parts.append({"functionCall": {"name": call.name, "args": _arguments(call.arguments)}})
+        out.append({"role": "model" if m.role == "assistant" else "user", "parts": parts})
+    return out
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _declaration(tool: Tool) -> dict[str, Any]:
+    declaration: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        declaration["description"] = tool.description
+    if tool.parameters is not None:
+        declaration["parameters"] = dict(tool.parameters)
+    return declaration
+
+
+def _tool_config(choice: str | Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI's tool_choice as `functionCallingConfig` (AUTO, ANY, NONE)."""
+    if isinstance(choice, str):
+        mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(choice, "AUTO")
+        return {"functionCallingConfig": {"mode": mode}}
+    return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [choice["name"]]}}
+
+
+def _tool_calls(parts: list[Any]) -> tuple[ToolCall, ...]:
+    calls = []
+    for i, part in enumerate(parts):
+        call = part.get("functionCall") if isinstance(part, dict) else None
+        if isinstance(call, dict) and call.get("name"):
+            ident = str(call.get("id") or f"call_{i}")
+            calls.append(ToolCall(ident, str(call["name"]), json.dumps(call.get("args") or {})))
+    return tuple(calls)
 
 
 def _details(error: Any) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ official SDK. The system prompt is a message with role "system".
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from evalcluster.errors import (
@@ -19,11 +21,19 @@ from evalcluster.errors import (
     RateLimitedError,
 )
 from evalcluster.providers.adapter import HttpAdapter, HttpCall, estimated_usage
-from evalcluster.providers.base import Completion, CompletionRequest, FinishReason, Usage
+from evalcluster.providers.base import (
+    Completion,
+    CompletionRequest,
+    FinishReason,
+    Message,
+    Tool,
+    ToolCall,
+    Usage,
+)
 from evalcluster.providers.error_mapping import ErrorBody, class_for_status
 from evalcluster.providers.transport import HttpResponse
 
-__all__ = ["OpenAIAdapter", "openai_error_class", "read_openai_error"]
+__all__ = ["OpenAIAdapter", "openai_error_class", "read_openai_error", "read_tool_calls"]
 
 FINISH_REASONS = {
     "stop": FinishReason.STOP,
@@ -53,8 +63,12 @@ class OpenAIAdapter(HttpAdapter):
     def body(self, request: CompletionRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_wire_message(m) for m in request.messages],
         }
+        if request.tools:
+            body["tools"] = [_wire_tool(t) for t in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = _wire_tool_choice(request.tool_choice)
         for key, value in request.params.items():
             if value is None:
                 continue
@@ -92,6 +106,7 @@ class OpenAIAdapter(HttpAdapter):
             raw_finish_reason=raw,
             provider_cost_usd=self.reported_cost(payload.get("usage")),
             rate_limits=self.rate_limits(response),
+            tool_calls=read_tool_calls(message.get("tool_calls")),
         )
 
     def reported_cost(self, usage: Any) -> float | None:
@@ -103,6 +118,54 @@ class OpenAIAdapter(HttpAdapter):
 
     def error_class(self, status: int, error: ErrorBody) -> type[ProviderError]:
         return openai_error_class(status, error)
+
+
+def _wire_message(message: Message) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["content"] = message.content or None
+        wire["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            }
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        wire["tool_call_id"] = message.tool_call_id
+    return wire
+
+
+def _wire_tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.parameters is not None:
+        function["parameters"] = dict(tool.parameters)
+    return {"type": "function", "function": function}
+
+
+def _wire_tool_choice(choice: str | Mapping[str, Any]) -> Any:
+    if isinstance(choice, str):
+        return choice
+    return {"type": "function", "function": {"name": choice["name"]}}
+
+
+def read_tool_calls(calls: Any) -> tuple[ToolCall, ...]:
+    """`message.tool_calls` of a Chat Completions answer (function calls only)."""
+    if not isinstance(calls, list):
+        return ()
+    out = []
+    for i, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not function.get("name"):
+            continue
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {})
+        out.append(ToolCall(str(call.get("id") or f"call_{i}"), function["name"], arguments))
+    return tuple(out)
 
 
 def _message_text(content: Any) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evalcluster.errors import SpecError
+from evalcluster.gateway.config import GatewayConfig
 from evalcluster.jobs.options import DEFAULT_STORE, DEFAULT_TRACKING_URI
 from evalcluster.spec.loader import parse_yaml, validation_to_spec_error
 from evalcluster.spec.rules import ClientProviders
@@ -57,6 +58,15 @@ class Quotas(_Strict):
     max_priority: float = Field(1.0, gt=0, description="Highest share of a provider's rate.")
     max_websockets: int = Field(16, ge=1, description="Event streams open at once (per replica).")
     max_datasets: int = Field(100, ge=0, description="Uploaded datasets kept at once.")
+    gateway_budget_usd_per_day: float | None = Field(
+        None, ge=0, description="Money the tenant may spend through the gateway per UTC day."
+    )
+    gateway_weight: float = Field(
+        1.0, gt=0, description="The tenant's share of a provider's rate in the gateway."
+    )
+    gateway_routes: tuple[str, ...] | None = Field(
+        None, description="Gateway routes the tenant may use; None: every route."
+    )
 
 
 class TenantConfig(_Strict):
@@ -109,6 +119,9 @@ class ServiceConfig(_Strict):
     )
     driver_linger_s: float = Field(
         0.0, ge=0, description="Seconds a run's driver stays after its run ends."
+    )
+    gateway: GatewayConfig = Field(
+        default_factory=GatewayConfig, description="The OpenAI-compatible gateway's routes."
     )
 
     @field_validator("tenants")

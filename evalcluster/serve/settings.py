@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from evalcluster.errors import SpecError
+from evalcluster.gateway.config import GatewayConfig, check_routes
 from evalcluster.serve.auth import ApiKeys, load_api_keys, tenant_keys
 from evalcluster.serve.config import (
     DEFAULT_MAX_BODY_BYTES,
@@ -53,6 +54,7 @@ class ServeSettings:
     client_networks: tuple[str, ...] = ()
     max_websockets: int = 256
     driver_linger_s: float = 0.0
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
 
 def settings_from_args(args: Mapping[str, Any]) -> ServeSettings:
@@ -92,6 +94,11 @@ def settings_from_args(args: Mapping[str, Any]) -> ServeSettings:
         client_networks=tuple(_network(n, i) for i, n in enumerate(config.client_networks)),
         max_websockets=config.max_websockets,
         driver_linger_s=config.driver_linger_s,
+        gateway=check_routes(
+            config.gateway,
+            registry,
+            {n: t.quotas.gateway_routes for n, t in config.tenants.items()},
+        ),
     )
 
 

@@ -55,6 +55,10 @@ class SimRequest:
     stop: tuple[str, ...] = ()
     include_cost: bool = False  # OpenRouter's "usage": {"include": true}
     reference: str | None = None  # the sample's answer, from the x-evalcluster-reference header
+    # Set when the request offers tools and its last turn is the user's: the simulated model
+    # then calls this tool (the first offered) instead of answering; after a tool result it
+    # answers in text.
+    call_tool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ asks ``"usage": {"include": true}`` and answers 402 when credits run out.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -73,6 +74,7 @@ class OpenAIFormat(WireFormat):
             raise RequestInvalid("Missing required parameter: 'messages'.", "messages")
         input_tokens = 0
         prompt = ""
+        last_role = None
         for i, message in enumerate(messages):
             if not isinstance(message, dict) or message.get("role") not in _ROLES:
                 raise RequestInvalid(
@@ -82,6 +84,7 @@ class OpenAIFormat(WireFormat):
             input_tokens += count_tokens(text)
             if message["role"] == "user":
                 prompt = text
+            last_role = message["role"]
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None and (not _is_int(max_tokens) or max_tokens < 1):
             raise RequestInvalid("Invalid 'max_tokens': expected an integer >= 1.", "max_tokens")
@@ -93,6 +96,7 @@ class OpenAIFormat(WireFormat):
             max_tokens=max_tokens,
             stop=_stop(body.get("stop")),
             include_cost=isinstance(usage, dict) and usage.get("include") is True,
+            call_tool=_first_tool(body.get("tools")) if last_role == "user" else None,
         )
 
     def success(self, request: SimRequest, result: SimResult) -> dict[str, Any]:
@@ -104,6 +108,23 @@ class OpenAIFormat(WireFormat):
         }
         if result.cost_usd is not None:
             usage["cost"] = result.cost_usd
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if refused else result.text,
+            "refusal": None,
+        }
+        finish = _FINISH[result.finish]
+        if request.call_tool is not None and not refused:
+            arguments = json.dumps({"input": request.prompt})
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": new_id("call_"),
+                    "type": "function",
+                    "function": {"name": request.call_tool, "arguments": arguments},
+                }
+            ]
+            finish = "tool_calls"
         return {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion",
@@ -113,13 +134,9 @@ class OpenAIFormat(WireFormat):
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": None if refused else result.text,
-                        "refusal": None,
-                    },
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": _FINISH[result.finish],
+                    "finish_reason": finish,
                 }
             ],
             "usage": usage,
@@ -249,6 +266,17 @@ def _content_text(content: Any, where: str) -> str:
                 texts.append(part["text"])
         return "\n".join(texts)
     raise RequestInvalid(f"Invalid type for '{where}': expected a string or an array.", where)
+
+
+def _first_tool(tools: Any) -> str | None:
+    """The name of the first function in a request's `tools`, if it offers any."""
+    if not isinstance(tools, list) or not tools:
+        return None
+    first = tools[0]
+    function = first.get("function") if isinstance(first, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise RequestInvalid("Invalid value for 'tools[0].function.name'.", "tools[0]")
+    return function["name"]
 
 
 def _stop(stop: Any) -> tuple[str, ...]:
