@@ -151,6 +151,10 @@ def build_parser(*, run_options: bool = True) -> argparse.ArgumentParser:
     providers.add_argument("--format", choices=["table", "json"], default="table", help=FORMAT_HELP)
     return parser
 
+    from evalcluster.jobs.plan import add_plan_arguments  # imports neither Ray nor MLflow
+
+    add_plan_arguments(sub.add_parser("plan", help="sample size, detectable difference, cost"))
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -231,6 +231,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from evalcluster.jobs.plan import cmd_plan as plan
+
+    return plan(args)
+
+
 def cmd_providers(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     if args.suite:

@@ -216,7 +216,34 @@ def result_tables(
     found = group_columns(summary)
     for column in [*(c for c in group_by if c in found), *(c for c in found if c not in group_by)]:
         tables.append(_group_table(targets, column, scorers, max_groups))
+    if isinstance(summary.get("comparison"), Mapping):
+        tables.append(comparison_table(summary["comparison"]))
     return tables
+
+
+def comparison_table(comparison: Mapping[str, Any]) -> Table:
+    """A `compare:` run's outcome: the verdict, the difference and its interval, the samples
+    it took and the money it did not spend."""
+    a, b = comparison.get("a"), comparison.get("b")
+    title = Text(f"compare {b} - {a} ({comparison.get('scorer')})")
+    table = Table(title=title, title_justify="left")
+    for column in ("verdict", "difference", "interval", "samples used", "not run", "$ not spent"):
+        table.add_column(column, justify="left" if column == "verdict" else "right")
+    lower, upper, diff = (
+        comparison.get("lower"),
+        comparison.get("upper"),
+        comparison.get("difference"),
+    )
+    interval = "-" if lower is None or upper is None else f"[{lower:+.4f}, {upper:+.4f}]"
+    table.add_row(
+        Text(str(comparison.get("verdict"))),
+        "-" if diff is None else f"{diff:+.4f}",
+        interval,
+        f"{comparison.get('samples_used', 0):,}/{comparison.get('samples_cap', 0):,}",
+        f"{comparison.get('samples_not_run', 0):,}",
+        format_usd(comparison.get("usd_not_spent")),
+    )
+    return table
 
 
 def _group_table(

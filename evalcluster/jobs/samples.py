@@ -52,7 +52,11 @@ def iter_sample_batches(
             return
         if max_samples is not None:
             batch = batch.slice(0, max_samples - row)
-        yield SampleBatch(index, _to_samples(batch, row, source.id, source.target, source.metadata))
+        kept = [
+            *source.metadata,
+            *[c for c in [suite.spec.cluster] if c and c not in source.metadata],
+        ]
+        yield SampleBatch(index, _to_samples(batch, row, source.id, source.target, kept))
         row += batch.num_rows
 
 

@@ -32,6 +32,9 @@ def started_simulators(providers: dict[str, ProviderConfig]) -> Iterator[dict[st
                 error_rate=options.error_rate,
                 accuracy=options.accuracy,
                 seed=options.seed,
+                correlation=options.correlation,
+                cluster_pattern=options.cluster_pattern,
+                cluster_correlation=options.cluster_correlation,
             )
             sim = stack.enter_context(SimulatorProcess(config))
             base_url = sim.url + _BASE_PATH[options.format]

@@ -1,9 +1,21 @@
 """A run's `summary.json`, computed from the lake one shard at a time.
 
 A shard holds every epoch of its samples, so per-sample means and pass@k are complete within
-one shard file; the rest are mergeable accumulators. Memory therefore stays bounded by one shard,
+one shard file; the rest are mergeable accumulators. Shard k of every target holds the same
+samples, so shards are read index by index and the paired differences between targets are
+accumulated from one index's files. Memory therefore stays bounded by one shard per target,
 whatever the run's size. The scorer part has the shape documented in
 `evalcluster.scoring.summary.summary_for_rows`; each target adds usage, cost and latency.
+
+The statistics beyond that (formulas in docs/statistics.md):
+
+- ``clustered`` under each scorer when the suite names a ``cluster`` column: the CR1 standard
+  error and t(G-1) interval of the mean beside the naive ``stderr`` (`scoring/clustered.py`);
+- ``epoch_split`` under each scorer when the suite has more than one epoch: the variance of the
+  mean split into between- and within-question parts (`scoring/epochs.py`);
+- ``paired``: for each pair of targets (in the suite's order, ``diff`` = b - a) and scorer, the
+  mean difference on their common samples with its (clustered) standard error and interval,
+  the correlation of their scores and McNemar's discordant counts (`scoring/differences.py`).
 """
 
 from __future__ import annotations
@@ -12,13 +24,18 @@ import io
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from itertools import combinations, groupby
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from evalcluster.scoring.clustered import ClusterSums
+from evalcluster.scoring.differences import PairAccumulator
+from evalcluster.scoring.epochs import EpochAccumulator
 from evalcluster.scoring.passk import pass_at_k
 from evalcluster.scoring.stats import ScoreAccumulator, group_key
 from evalcluster.scoring.summary import default_pass_ks
@@ -41,6 +58,8 @@ class _ScorerAcc:
         default_factory=lambda: defaultdict(ScoreAccumulator)
     )
     pass_skipped: Counter[int] = field(default_factory=Counter)
+    clustered: ClusterSums = field(default_factory=ClusterSums)
+    epochs: EpochAccumulator = field(default_factory=EpochAccumulator)
     rows_scored: int = 0
     unscored: int = 0
 
@@ -64,11 +83,20 @@ class _TargetAcc:
     scorers: dict[str, _ScorerAcc] = field(default_factory=lambda: defaultdict(_ScorerAcc))
 
 
+@dataclass
+class _ShardMeans:
+    """One shard file's per-sample means (scorer -> sample -> mean) and sample clusters."""
+
+    means: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    clusters: dict[str, Hashable | None] = field(default_factory=dict)
+
+
 def build_summary(
     store: Store, run_id: str, suite: LoadedSuite, scorer_names: list[str], status: str
 ) -> dict[str, Any]:
     epochs = suite.spec.epochs
     group_by = list(suite.spec.group_by)
+    cluster = suite.spec.cluster
     targets: dict[str, _TargetAcc] = defaultdict(_TargetAcc)
     columns = [  # the target is the shard's partition, not a column of its file
         "sample_id",
@@ -83,13 +111,21 @@ def build_summary(
         "judge_cost_usd",
         "latency_ms",
         "served_by",
-        *(["metadata"] if group_by else []),  # only groups read it
+        *(["metadata"] if group_by or cluster else []),  # only groups and clusters read it
         *(f"score_{s}" for s in scorer_names),
     ]
+    order = [t.name for t in suite.spec.targets]
+    pairs: dict[tuple[str, str, str], PairAccumulator] = defaultdict(PairAccumulator)
     rng = np.random.default_rng(0)
-    for shard in list_shards(store, run_id):
-        table = pq.read_table(io.BytesIO(store.get(shard.key)), columns=columns)
-        _add_shard(targets[shard.target], table, scorer_names, group_by, epochs, rng)
+    shards = sorted(list_shards(store, run_id), key=lambda s: (s.index, s.target))
+    for _, same_index in groupby(shards, key=lambda s: s.index):
+        means: dict[str, _ShardMeans] = {}
+        for shard in same_index:
+            table = pq.read_table(io.BytesIO(store.get(shard.key)), columns=columns)
+            means[shard.target] = _add_shard(
+                targets[shard.target], table, scorer_names, group_by, cluster, epochs, rng
+            )
+        _add_pairs(pairs, means, order, scorer_names)
     return {
         "run_id": run_id,
         "suite": suite.spec.name,
@@ -97,8 +133,51 @@ def build_summary(
         "status": status,
         "confidence": CONFIDENCE,
         "pass_threshold": PASS_THRESHOLD,
-        "targets": {name: _target_dict(acc, epochs) for name, acc in sorted(targets.items())},
+        "cluster": cluster,
+        "targets": {
+            name: _target_dict(acc, epochs, cluster is not None)
+            for name, acc in sorted(targets.items())
+        },
+        "paired": _paired_list(pairs, order, scorer_names),
     }
+
+
+def _add_pairs(
+    pairs: dict[tuple[str, str, str], PairAccumulator],
+    means: dict[str, _ShardMeans],
+    order: list[str],
+    scorers: list[str],
+) -> None:
+    present = [t for t in order if t in means]
+    for a, b in combinations(present, 2):
+        for name in scorers:
+            values_a, values_b = means[a].means[name], means[b].means[name]
+            acc = pairs[(a, b, name)]
+            for sample, x in values_a.items():
+                y = values_b.get(sample)
+                if y is not None:
+                    acc.add(x, y, means[a].clusters.get(sample))
+
+
+def _paired_list(
+    pairs: dict[tuple[str, str, str], PairAccumulator], order: list[str], scorers: list[str]
+) -> list[dict[str, Any]]:
+    out = []
+    for a, b in combinations(order, 2):
+        if not any((a, b, name) in pairs for name in scorers):
+            continue
+        out.append(
+            {
+                "a": a,
+                "b": b,
+                "scorers": {
+                    name: pairs[(a, b, name)].result(a, b, confidence=CONFIDENCE).to_dict()
+                    for name in scorers
+                    if (a, b, name) in pairs
+                },
+            }
+        )
+    return out
 
 
 def _add_shard(
@@ -106,9 +185,10 @@ def _add_shard(
     table: pa.Table,
     scorers: list[str],
     group_by: list[str],
+    cluster: str | None,
     epochs: int,
     rng: np.random.Generator,
-) -> None:
+) -> _ShardMeans:
     # Column lists, not a dict per row: the summary is built after the last shard commits,
     # so its time is added to the run's.
     c = table.to_pydict()
@@ -134,12 +214,23 @@ def _add_shard(
     t.samples += len(per_sample)
     t.epochs = max(t.epochs, max(map(len, per_sample.values()), default=0))
     groups: dict[str, str] = {}
-    for indices in per_sample.values():
-        if group_by:
+    out = _ShardMeans()
+    sample_cluster: Hashable | None = None
+    for sample_id, indices in per_sample.items():
+        if group_by or cluster:
             metadata = json.loads(c["metadata"][indices[0]] or "{}")
             groups = {column: group_key(metadata.get(column)) for column in group_by}
+            if cluster:
+                value = metadata.get(cluster)
+                sample_cluster = None if value is None else group_key(value)
+                out.clusters[sample_id] = sample_cluster
         for name in scorers:
-            _add_sample(t.scorers[name], c[f"score_{name}"], errors, indices, groups, epochs)
+            mean = _add_sample(t.scorers[name], c[f"score_{name}"], errors, indices, groups, epochs)
+            if mean is not None:
+                out.means[name][sample_id] = mean
+                if cluster:
+                    t.scorers[name].clustered.add(sample_cluster, mean)
+    return out
 
 
 def _add_sample(
@@ -149,7 +240,8 @@ def _add_sample(
     indices: list[int],
     groups: dict[str, str],
     epochs: int,
-) -> None:
+) -> float | None:
+    """Add one sample's epochs; returns its mean score, or None when none was scored."""
     scored = []
     for i in indices:
         if errors[i]:
@@ -159,18 +251,21 @@ def _add_sample(
         else:
             scored.append(float(values[i]))
     acc.rows_scored += len(scored)
+    mean = None
     if scored:
         mean = math.fsum(scored) / len(scored)
         acc.overall.add(mean)
         for column_name, value in groups.items():
             acc.groups[column_name][value].add(mean)
     if epochs > 1:
+        acc.epochs.add_question(scored)
         passes = sum(1 for s in scored if s >= PASS_THRESHOLD)
         for k in default_pass_ks(epochs):
             if len(scored) >= k:
                 acc.pass_at[k].add(pass_at_k(len(scored), passes, k))
             else:
                 acc.pass_skipped[k] += 1
+    return mean
 
 
 def _keep_latency(t: _TargetAcc, value: float, rng: np.random.Generator) -> None:
@@ -183,7 +278,7 @@ def _keep_latency(t: _TargetAcc, value: float, rng: np.random.Generator) -> None
         t.latencies[slot] = value
 
 
-def _target_dict(t: _TargetAcc, epochs: int) -> dict[str, Any]:
+def _target_dict(t: _TargetAcc, epochs: int, clustered: bool) -> dict[str, Any]:
     latencies = np.asarray(t.latencies) if t.latencies else None
     return {
         "rows": t.rows,
@@ -201,12 +296,16 @@ def _target_dict(t: _TargetAcc, epochs: int) -> dict[str, Any]:
         "latency_ms_p50": None if latencies is None else float(np.percentile(latencies, 50)),
         "latency_ms_p95": None if latencies is None else float(np.percentile(latencies, 95)),
         "served_by": dict(t.served_by),
-        "scorers": {name: _scorer_dict(acc, epochs) for name, acc in t.scorers.items()},
+        "scorers": {name: _scorer_dict(acc, epochs, clustered) for name, acc in t.scorers.items()},
     }
 
 
-def _scorer_dict(acc: _ScorerAcc, epochs: int) -> dict[str, Any]:
+def _scorer_dict(acc: _ScorerAcc, epochs: int, clustered: bool) -> dict[str, Any]:
     out: dict[str, Any] = acc.overall.summary(confidence=CONFIDENCE).to_dict()
+    if clustered:
+        out["clustered"] = acc.clustered.summary(confidence=CONFIDENCE).to_dict()
+    if epochs > 1:
+        out["epoch_split"] = acc.epochs.split().to_dict()
     out["rows_scored"] = acc.rows_scored
     out["unscored"] = acc.unscored
     out["groups"] = {
@@ -250,6 +349,12 @@ def target_results(suite: LoadedSuite, summary: dict[str, Any]) -> list[Any]:
             for stat in ("mean", "stderr", "ci_low", "ci_high"):
                 if s.get(stat) is not None:
                     metrics[f"{scorer}/{stat}"] = s[stat]
+            for stat in ("stderr", "ci_low", "ci_high", "design_effect"):
+                if (s.get("clustered") or {}).get(stat) is not None:
+                    metrics[f"{scorer}/{stat}_clustered"] = s["clustered"][stat]
+            for stat in ("var_between", "var_within"):
+                if (s.get("epoch_split") or {}).get(stat) is not None:
+                    metrics[f"{scorer}/{stat}"] = s["epoch_split"][stat]
         results.append(
             TargetResult(
                 name=name,

@@ -8,6 +8,9 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalcluster.scoring.clustered import clustered_mean
+from evalcluster.scoring.differences import paired_difference
+from evalcluster.scoring.epochs import epoch_split
 from evalcluster.scoring.passk import mean_pass_at_k
 from evalcluster.scoring.stats import group_key, summarize
 
@@ -25,6 +28,7 @@ class _TargetRows:
     )
     # sample -> metadata column -> group value
     groups: dict[Hashable, dict[str, str]] = field(default_factory=dict)
+    clusters: dict[Hashable, str | None] = field(default_factory=dict)  # sample -> cluster
 
 
 def default_pass_ks(epochs: int) -> list[int]:
@@ -40,6 +44,7 @@ def summary_for_rows(
     pass_ks: Sequence[int] | None = None,
     threshold: float = 1.0,
     confidence: float = 0.95,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """Per-target, per-scorer summaries of result rows, as a JSON-serialisable dict.
 
@@ -75,6 +80,11 @@ def summary_for_rows(
 
     ``pass_at_k`` is present only when the target has more than one epoch; ``groups`` is
     empty without `group_by`. Missing metadata values form the group "null".
+
+    With `cluster` (a metadata column) each scorer also gets ``clustered``
+    (`evalcluster.scoring.clustered`); with more than one epoch, ``epoch_split``
+    (`evalcluster.scoring.epochs`). ``paired`` lists, for each pair of targets in name order,
+    the per-scorer `evalcluster.scoring.differences.PairedDifference` of b - a.
     """
     by_target: dict[str, _TargetRows] = defaultdict(_TargetRows)
     wanted = list(scorers) if scorers is not None else None
@@ -84,18 +94,64 @@ def summary_for_rows(
         sample = row["sample_id"]
         target.epochs[sample].add(row.get("epoch", 0))
         target.groups.setdefault(sample, {c: group_key(row.get(c)) for c in group_by})
+        if cluster is not None and sample not in target.clusters:
+            value = row.get(cluster)
+            target.clusters[sample] = None if value is None else group_key(value)
         if row.get("error_kind"):
             target.errors[str(row["error_kind"])] += 1
             continue
         names = wanted if wanted is not None else _score_columns(row)
         for name in names:
             target.scores[name][sample].append(row.get(SCORE_PREFIX + name))
+    names = sorted(by_target)
     return {
         "confidence": confidence,
         "pass_threshold": threshold,
+        "cluster": cluster,
         "targets": {
-            name: _target_summary(t, wanted, group_by, pass_ks, threshold, confidence)
-            for name, t in sorted(by_target.items())
+            name: _target_summary(
+                by_target[name], wanted, group_by, pass_ks, threshold, confidence, cluster
+            )
+            for name in names
+        },
+        "paired": [
+            _pair_summary(by_target, a, b, wanted, confidence)
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+        ],
+    }
+
+
+def _sample_means(per_sample: Mapping[Hashable, list[float | None]]) -> dict[Hashable, float]:
+    means = {}
+    for sample, values in per_sample.items():
+        scored = [v for v in values if v is not None]
+        if scored:
+            means[sample] = math.fsum(scored) / len(scored)
+    return means
+
+
+def _pair_summary(
+    by_target: Mapping[str, _TargetRows],
+    a: str,
+    b: str,
+    wanted: Sequence[str] | None,
+    confidence: float,
+) -> dict[str, Any]:
+    ta, tb = by_target[a], by_target[b]
+    names = wanted if wanted is not None else sorted(set(ta.scores) & set(tb.scores))
+    return {
+        "a": a,
+        "b": b,
+        "scorers": {
+            name: paired_difference(
+                _sample_means(ta.scores.get(name, {})),
+                _sample_means(tb.scores.get(name, {})),
+                clusters=ta.clusters or None,
+                names=(a, b),
+                confidence=confidence,
+            ).to_dict()
+            for name in names
         },
     }
 
@@ -111,6 +167,7 @@ def _target_summary(
     pass_ks: Sequence[int] | None,
     threshold: float,
     confidence: float,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     epochs = max((len(e) for e in t.epochs.values()), default=0)
     names = wanted if wanted is not None else sorted(t.scores)
@@ -124,6 +181,7 @@ def _target_summary(
             name: _scorer_summary(
                 t.scores.get(name, {}), t.groups, epochs, group_by, pass_ks, threshold, confidence
             )
+            | _more_summaries(t.scores.get(name, {}), t.clusters, epochs, cluster, confidence)
             for name in names
         },
     }
@@ -166,6 +224,24 @@ def _scorer_summary(
             ).to_dict()
             for k in ks
         }
+    return out
+
+
+def _more_summaries(
+    per_sample: Mapping[Hashable, list[float | None]],
+    clusters: Mapping[Hashable, str | None],
+    epochs: int,
+    cluster: str | None,
+    confidence: float,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if cluster is not None:
+        means = _sample_means(per_sample)
+        out["clustered"] = clustered_mean(
+            list(means.values()), [clusters.get(k) for k in means], confidence=confidence
+        ).to_dict()
+    if epochs > 1:
+        out["epoch_split"] = epoch_split(per_sample.values()).to_dict()
     return out
 
 
@@ -229,6 +305,26 @@ def group_rows(
         left_out = len(rows) - max(limit, 0)
         rows = sorted(rows, key=lambda r: (-r.n, r.value))[: max(limit, 0)]
     return sorted(rows, key=lambda r: r.value), left_out
+
+
+MAX_METRIC_KEY = 250
+PAIRED_METRICS = ("diff", "stderr", "ci_low", "ci_high", "correlation")
+
+
+def paired_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """A summary's ``paired`` section as parent-run metrics: ``paired/<a>_vs_<b>/<scorer>/diff``."""
+    metrics: dict[str, float] = {}
+    for pair in summary.get("paired") or ():
+        if not isinstance(pair, Mapping):
+            continue
+        for scorer, stats in _mapping(pair.get("scorers")).items():
+            for stat in PAIRED_METRICS:
+                value = _mapping(stats).get(stat)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    key = f"paired/{pair.get('a')}_vs_{pair.get('b')}/{scorer}/{stat}"
+                    if len(key) <= MAX_METRIC_KEY:  # MLflow's limit; all are in summary.json
+                        metrics[key] = float(value)
+    return metrics
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

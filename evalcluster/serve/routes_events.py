@@ -6,6 +6,8 @@ Messages (each a JSON object with a ``type``)::
     {"type": "progress", "run_id", "status", "done", "total", "errors", "cost_usd",
      "targets": {name: {"done", "total", "errors", "cost_usd"}}}   as samples finish
     {"type": "status", "run_id", "status", "message"}              when the status changes
+    {"type": "comparison", "run_id", "verdict", "difference", "lower", "upper", ...}
+                                         a `compare:` run's latest look (comparison_events.py)
     {"type": "end", "run": {...}}        last, with the final status and metrics; then close 1000
 
 Credentials: ``Authorization: Bearer <key>`` like every ``/v1`` route, or ``?token=<key>`` for
@@ -31,6 +33,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from evalcluster.actors.run import RunHandle, get_live_run
 from evalcluster.serve.auth import AuthResult, Principal, check_credentials
+from evalcluster.serve.comparison_events import ComparisonWatch
 from evalcluster.serve.context import ServiceContext
 from evalcluster.serve.errors import error_body
 from evalcluster.serve.owners import RunOwner, read_owner
@@ -142,6 +145,7 @@ async def _stream(
     await websocket.send_json({"type": "state", "run": state.model_dump()})
     status, version = state.status, -1
     last_progress: dict[str, Any] | None = None
+    comparisons = ComparisonWatch(ctx, run_id)
     while not _ended(state):
         snapshot = await _watch_next(ctx, run_id, version)
         if snapshot is None:  # not started yet, or just ended: ask every source
@@ -159,6 +163,8 @@ async def _stream(
             if progress != last_progress:  # a version also moves on status-only changes
                 last_progress = progress
                 await websocket.send_json(progress)
+            if (comparison := await comparisons.next_event()) is not None:
+                await websocket.send_json(comparison)
         if snapshot["status"] != status:
             status = snapshot["status"]
             await websocket.send_json(_status_event(run_id, status, snapshot.get("message")))

@@ -114,6 +114,7 @@ def compose_status(src: RunSources) -> RunStatus:
         cost_usd=round(sum(t.cost_usd for t in targets.values()), 10),
         budget=(snapshot or {}).get("budget"),
         targets=targets,
+        comparison=(src.summary or {}).get("comparison") or (manifest and manifest.comparison),
     )
 
 

@@ -153,6 +153,9 @@ class RunStatus(BaseModel):
     cost_usd: float = 0.0
     budget: dict[str, Any] | None = None
     targets: dict[str, TargetStatus] = Field(default_factory=dict)
+    comparison: dict[str, Any] | None = Field(
+        None, description="A `compare:` run's verdict, interval, samples and path so far."
+    )
 
 
 class RunListItem(BaseModel):

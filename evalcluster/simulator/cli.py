@@ -49,6 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accuracy", type=float, help="probability of a right answer (default 1)")
     p.add_argument("--seed", type=int, help="seeds answer correctness and fault injection")
     p.add_argument(
+        "--correlation",
+        type=float,
+        help="latent correlation of two models' correctness on one item (default 0: independent)",
+    )
+    p.add_argument(
+        "--cluster-pattern",
+        dest="cluster_pattern",
+        help="regular expression whose first group in a prompt names the item's cluster",
+    )
+    p.add_argument(
+        "--cluster-correlation",
+        type=float,
+        dest="cluster_correlation",
+        help="share of an item's difficulty that its cluster shares (default 0)",
+    )
+    p.add_argument(
         "--hang-s", type=float, dest="hang_s", help="how long a timed-out request is held"
     )
     p.add_argument("--force", choices=FORCE_KINDS, help="force this outcome on every request")

@@ -17,6 +17,7 @@ def generate(request: SimRequest, config: SimulatorConfig, thinking_tokens: int 
         seed=config.seed,
         accuracy=config.accuracy,
         reference=request.reference,
+        difficulty=config.difficulty(),
     )
     finish = "stop"
     stop_sequence = None

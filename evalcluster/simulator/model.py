@@ -18,12 +18,15 @@ Rules, in order:
    prompt scores 0 whatever `accuracy` says.
 
 For 0, 2 and 3 the answer is right with probability `accuracy`, decided by a hash of
-(seed, model, prompt), so the same request always gets the same answer. A wrong arithmetic
-answer is off by one; a wrong choice is another option's letter. A wrong answer to a reference
-is made to miss it under every text scorer (not equal, neither containing the other, after
-case, punctuation and spacing are dropped, and no equal final number): a numeric reference is
-off by one, a letter another option's letter (or another of A-D), yes/no and true/false the
-opposite, anything else a decoy name such as ``Atlantis``.
+(seed, model, prompt), so the same request always gets the same answer. With a `difficulty`
+whose correlation is above 0, that hash is one model's noise beside a difficulty the item
+(and its cluster) shares with every model, so models' correctness correlates (see
+`difficulty`). A wrong arithmetic answer is off by one; a wrong choice is another option's
+letter. A wrong answer to a reference is made to miss it under every text scorer (not equal,
+neither containing the other, after case, punctuation and spacing are dropped, and no equal
+final number): a numeric reference is off by one, a letter another option's letter (or
+another of A-D), yes/no and true/false the opposite, anything else a decoy name such as
+``Atlantis``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from functools import lru_cache
 from typing import Literal
 
 from evalcluster.simulator.arithmetic import find_expression, format_number
+from evalcluster.simulator.difficulty import Difficulty, is_right
 
 ReplyKind = Literal["reference", "judge", "choice", "arithmetic", "chat"]
 
@@ -72,10 +76,18 @@ def answer(
     seed: int = 0,
     accuracy: float = 1.0,
     reference: str | None = None,
+    difficulty: Difficulty | None = None,
 ) -> str:
     """The answer text the simulator gives to `prompt` (the last user message), knowing the
     sample's `reference` answer when the request carried one."""
-    return reply(prompt, model=model, seed=seed, accuracy=accuracy, reference=reference).text
+    return reply(
+        prompt,
+        model=model,
+        seed=seed,
+        accuracy=accuracy,
+        reference=reference,
+        difficulty=difficulty,
+    ).text
 
 
 @lru_cache(maxsize=65536)
@@ -86,18 +98,20 @@ def reply(
     seed: int = 0,
     accuracy: float = 1.0,
     reference: str | None = None,
+    difficulty: Difficulty | None = None,
 ) -> Reply:
     """Like `answer`, with the kind of prompt recognised and whether the answer is right."""
+    shared = difficulty or Difficulty()
     if reference is not None:
         draw = _draw(seed, model, prompt)
-        if draw.uniform < accuracy:
+        if _right(draw, seed, prompt, accuracy, shared):
             return Reply(reference, "reference", True)
         return Reply(wrong_answer(reference, prompt, draw.pick), "reference", False)
     grade = judge(prompt)
     if grade is not None:
         return Reply(grade, "judge", None)
     draw = _draw(seed, model, prompt)
-    right = draw.uniform < accuracy
+    right = _right(draw, seed, prompt, accuracy, shared)
     options = _options(prompt)
     question = _OPTION.sub("", prompt) if len(options) >= 2 else prompt
     expression = find_expression(question)
@@ -176,6 +190,18 @@ class _Draw:
     def __init__(self, digest: bytes):
         self.uniform = int.from_bytes(digest[:8], "big") / 2**64
         self.pick = int.from_bytes(digest[8:16], "big")
+
+
+def _right(draw: _Draw, seed: int, prompt: str, accuracy: float, difficulty: Difficulty) -> bool:
+    if not difficulty.shared:  # the plain rule, kept exactly as it always was
+        return draw.uniform < accuracy
+    return is_right(
+        seed=seed,
+        prompt=prompt,
+        accuracy=accuracy,
+        noise_uniform=draw.uniform,
+        difficulty=difficulty,
+    )
 
 
 def _draw(seed: int, model: str, prompt: str) -> _Draw:

@@ -165,6 +165,7 @@ def _resolve(
         providers = {**shared, **providers}
     spec = spec.model_copy(update={"providers": providers})
     _check_provider_references(spec)
+    _check_compare(spec)
 
     if rules is not None and rules.datasets is not None:
         dataset = rules.datasets.resolve(spec.dataset.path, spec.dataset.format)
@@ -211,6 +212,27 @@ def _check_provider_references(spec: SuiteSpec) -> None:
                 )
 
 
+def _check_compare(spec: SuiteSpec) -> None:
+    compare = spec.compare
+    if compare is None:
+        return
+    targets = [t.name for t in spec.targets]
+    for name in ("a", "b"):
+        if getattr(compare, name) not in targets:
+            raise SpecError(
+                f"unknown target {getattr(compare, name)!r} (targets: {', '.join(targets)})",
+                field=f"compare.{name}",
+            )
+    if compare.a == compare.b:
+        raise SpecError("a and b must be two different targets", field="compare.b")
+    scorers = [s.column_name for s in spec.scorers]
+    if compare.scorer is not None and compare.scorer not in scorers:
+        raise SpecError(
+            f"unknown scorer {compare.scorer!r} (scorers: {', '.join(scorers)})",
+            field="compare.scorer",
+        )
+
+
 def _check_columns(spec: SuiteSpec, columns: tuple[str, ...]) -> None:
     known = set(columns)
     listed = ", ".join(columns)
@@ -236,6 +258,10 @@ def _check_columns(spec: SuiteSpec, columns: tuple[str, ...]) -> None:
             raise SpecError(
                 f"column {column!r} not in the dataset (columns: {listed})", field=f"group_by[{i}]"
             )
+    if spec.cluster is not None and spec.cluster not in known:
+        raise SpecError(
+            f"column {spec.cluster!r} not in the dataset (columns: {listed})", field="cluster"
+        )
     for field, template in (("prompt", spec.prompt), ("system", spec.system)):
         if template is None:
             continue
@@ -250,6 +276,8 @@ def _check_columns(spec: SuiteSpec, columns: tuple[str, ...]) -> None:
 def suite_version(spec: SuiteSpec, dataset_sha256: str) -> str:
     """Content hash of the resolved spec, the dataset's bytes standing in for its path."""
     resolved = spec.model_dump(mode="json", exclude={"providers_file"})
+    if resolved.get("cluster") is None:  # suites without it keep the versions they had
+        resolved.pop("cluster", None)
     resolved["dataset"] = {**resolved["dataset"], "path": None, "sha256": dataset_sha256}
     canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:VERSION_LENGTH]

@@ -109,6 +109,15 @@ class Pricing(StrictModel):
     output_per_mtok: float = Field(ge=0)
     cache_read_per_mtok: float | None = Field(None, ge=0)
     cache_write_per_mtok: float | None = Field(None, ge=0)
+    batch_discount: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        # Left out of dumps when unset, so suites written before it keep their versions.
+        exclude_if=lambda value: value is None,
+        description="Price factor of tokens sent through the vendor's batch API (cache rates "
+        "included); None: the table's, 0.5 for OpenAI, Anthropic and Gemini.",
+    )
 
 
 class CustomHttpConfig(StrictModel):
@@ -142,6 +151,19 @@ class SimulatorOptions(StrictModel):
     error_rate: float = Field(0.0, ge=0, le=1)
     accuracy: float = Field(1.0, ge=0, le=1)
     seed: int = 0
+    correlation: float = Field(0.0, ge=0, lt=1, description="Latent correlation (difficulty.py).")
+    cluster_pattern: str | None = Field(None, description="Regex naming an item's cluster.")
+    cluster_correlation: float = Field(0.0, ge=0, le=1, description="Cluster's share.")
+
+    @field_validator("cluster_pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return v
 
 
 class ProviderConfig(StrictModel):
@@ -264,6 +286,17 @@ class ScorerSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class CompareSpec(StrictModel):
+    """A sequential comparison of two targets (scoring/sequential.py, README "compare:")."""
+
+    a: str = Field(description="The baseline target.")
+    b: str = Field(description="The target compared with it: differences are b - a.")
+    margin: float = Field(0.0, ge=0, le=1, description="Differences within +-margin are equal.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Error rate of the confidence sequence.")
+    max_samples: int = Field(20_000, ge=1, description="Samples at most (both targets).")
+    scorer: str | None = Field(None, description="Scorer compared; default the first.")
+
+
 class SuiteSpec(StrictModel):
     """A whole evaluation suite as written in YAML."""
 
@@ -278,12 +311,16 @@ class SuiteSpec(StrictModel):
     shard_size: int = Field(256, ge=1, le=1_000_000)
     budget_usd: float | None = Field(None, gt=0)
     group_by: list[str] = Field(default_factory=list)
+    cluster: str | None = Field(
+        None, description="Dataset column whose equal values form clusters (clustered errors)."
+    )
     targets: list[TargetSpec] = Field(min_length=1)
     judges: list[TargetSpec] = Field(
         default_factory=list, description="Targets only used by model_graded scorers."
     )
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     providers_file: str | None = Field(None, description="A providers.yaml shared by suites.")
+    compare: CompareSpec | None = Field(None, description="Stop once a vs b is decided.")
 
     @field_validator("name")
     @classmethod

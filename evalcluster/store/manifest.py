@@ -103,6 +103,9 @@ class RunManifest(BaseModel):
     @field_validator("run_id")
     @classmethod
     def _partition_safe(cls, value: str) -> str:
+    comparison: dict[str, Any] | None = Field(
+        None, description="A `compare:` run's verdict and sequence (jobs/sequential_compare.py)."
+    )
         try:
             return check_partition_value("run_id", value)
         except StoreError as e:

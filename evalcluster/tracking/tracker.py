@@ -28,8 +28,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracing.client import TracingClient
 
 from evalcluster.errors import TrackingError
-from evalcluster.scoring.summary import group_columns, group_rows
+from evalcluster.scoring.summary import group_columns, group_rows, paired_metrics
 from evalcluster.tracking import fields as f
+from evalcluster.tracking.comparison import comparison_metrics, comparison_tags
 from evalcluster.tracking.connection import (
     DEFAULT_TRACKING_URI,
     connect,
@@ -193,6 +194,10 @@ class MlflowTracker:
                     )
                 per_target = [(t.name, f.finite_metrics(t.metrics)) for t in targets]
                 self._log_batch(parent_run_id, metrics=f.parent_metrics(per_target))
+                self._log_batch(parent_run_id, metrics=paired_metrics(_mapping(summary)))
+                self._log_batch(parent_run_id, metrics=comparison_metrics(_mapping(summary)))
+                for tag, value in comparison_tags(_mapping(summary)).items():
+                    self._client.set_tag(parent_run_id, tag, f.tag_value(value))
                 targets_tag = f.tag_value(",".join(child_ids))
                 self._client.set_tag(parent_run_id, f.TAG_TARGETS, targets_tag)
             with mlflow_errors("logging per-sample traces", self._uri):
