@@ -33,9 +33,13 @@ from evalcluster.serve.routes_audit import router as audit_router
 from evalcluster.serve.routes_datasets import UPLOAD_PATH
 from evalcluster.serve.routes_datasets import router as datasets_router
 from evalcluster.serve.routes_events import router as events_router
+from evalcluster.serve.routes_gateway import install_gateway
+from evalcluster.serve.routes_plan import router as plan_router
 from evalcluster.serve.routes_providers import router as providers_router
 from evalcluster.serve.routes_runs import router as runs_router
 from evalcluster.serve.routes_suites import router as suites_router
+from evalcluster.serve.routes_ui import page_router as ui_page_router
+from evalcluster.serve.routes_ui import router as ui_router
 from evalcluster.serve.schemas import Health
 from evalcluster.serve.settings import ServeSettings, settings_from_args
 
@@ -69,8 +73,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return Health()
 
     routers = (suites_router, datasets_router, runs_router, events_router, providers_router)
-    for router in (*routers, audit_router):
+    for router in (*routers, plan_router, audit_router, ui_router, ui_page_router):
         app.include_router(router)
+    install_gateway(app)
     return app
 
 
