@@ -11,15 +11,21 @@ middleware that notes when provider requests arrive and are answered, at ``/benc
    `kind: openai` provider sends) with K in flight; wall time. Once before the runs and once
    after them; the ratios use the mean of the two.
 2. fresh: `evalcluster run SUITE --store <tmp>/store --tracking-uri sqlite:///<tmp>/mlflow.db`
-   as a subprocess (its own embedded Ray), the suite's provider `kind: openai` with `base_url`
+   as a subprocess (`--executor`, default auto: in-process, no Ray; `ray`: its own embedded
+   Ray), the suite's provider `kind: openai` with `base_url`
    the simulator and `max_concurrency` K. Its stderr is a pseudo-terminal, so the CLI draws its
    progress bar, and each phase the display shows ("starting Ray", "starting providers",
    "starting MLflow", "running", "writing summary", "writing MLflow", "shutting down",
    "finished") is timestamped when it is drawn (a phase is drawn at once). The simulator gives
    the first request's arrival and the last answer; the run's manifest gives each shard's
-   commit; ``_summary.json`` and ``mlflow.db`` give their last write.
+   commit; ``_summary.json`` and ``mlflow.db`` give their last write. When MLflow is logged by
+   a detached worker (the CLI's default), the script waits for its ``_mlflow.json`` to say
+   ``logged`` before going on (so that it does not share the CPU with the next run) and shows
+   when it did.
 3. cached: the same command again with a new run id on the same store: every answer comes
-   from the response cache; wall time and the simulator's request count (should be 0).
+   from the response cache; wall time and the simulator's request count (should be 0), and
+   how many times faster than the paid run it is; for both, the time to the first committed
+   row (process start to the first shard commit in the manifest).
 4. `evalcluster --help` (median of a few), and, for the ranking of the start-up cost, how long
    importing the run command takes in a fresh interpreter and its largest imports
    (``python -X importtime``).
@@ -293,6 +299,7 @@ EVENTS = {  # key: how the table names it
     "mlflow_db": "mlflow.db last write",
     "finished": "final status drawn (finished; Ray stops after the table)",
     "exit": "exit",
+    "mlflow_logged": "MLflow logged by its worker (_mlflow.json)",
 }
 SPANS = (  # (label, from event, to event)
     ("interpreter, imports, suite load", "start", "display"),
@@ -305,10 +312,11 @@ SPANS = (  # (label, from event, to event)
     ("last answer -> last commit", "last_answer", "last_commit"),
     ("  (running -> last commit: the 3 above)", "running", "last_commit"),
     ("last commit -> writing summary", "last_commit", "summary"),
-    ("summary", "summary", "mlflow_finish"),
+    ("summary", "summary", "summary_file"),
     ("MLflow finish (metrics, traces)", "mlflow_finish", "shutdown"),
     ("shutdown (Ray stop)", "shutdown", "finished"),
     ("result table + exit (Ray stop, after the table)", "finished", "exit"),
+    ("MLflow worker after the exit (detached)", "exit", "mlflow_logged"),
 )
 
 
@@ -353,8 +361,27 @@ def run_timeline(
         "mlflow_db": mtime(mlflow_db),
         "finished": ph.get("finished"),
         "exit": run["wall_s"],
+        "mlflow_logged": None,
     }
+    status_path = run_dir / "_mlflow.json"
+    if status_path.exists():
+        status = json.loads(status_path.read_text())
+        if status.get("status") == "logged":
+            events["mlflow_logged"] = datetime.fromisoformat(status["at"]).timestamp() - t0
     return {"events": events, "commits": commits}
+
+
+def wait_for_mlflow(store: Path, run_id: str, timeout_s: float = 180.0) -> str | None:
+    """Wait until the run's detached MLflow worker has finished (so that it does not share the
+    CPU with the next run); its final status, or None when there is no worker."""
+    path = store / "runs" / f"run_id={run_id}" / "_mlflow.json"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = json.loads(path.read_text()).get("status") if path.exists() else "pending"
+        if status not in ("pending", "running"):
+            return status
+        time.sleep(0.05)
+    return None
 
 
 def spans(events: dict[str, float | None]) -> list[tuple[str, float | None]]:
@@ -411,6 +438,12 @@ def main() -> None:
     p.add_argument("--in-flight", type=int, default=64, help="bare client's K and max_concurrency")
     p.add_argument("--shard-size", type=int, default=256)
     p.add_argument("--help-runs", type=int, default=3, help="`evalcluster --help` timings")
+    p.add_argument(
+        "--executor",
+        choices=("auto", "ray", "local"),
+        default="auto",
+        help="the runs' --executor (default auto: local, in the CLI's process)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp folder and print it")
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     p.add_argument("--serve-simulator", action="store_true", help=argparse.SUPPRESS)
@@ -437,10 +470,18 @@ def report(args: argparse.Namespace, folder: Path, sim: Simulator) -> None:
     n, k = args.samples, args.in_flight
     suite = write_suite(folder, sim.url, n, k, args.shard_size)
     store, mlflow_db = folder / "store", folder / "mlflow.db"
-    common = ["--store", str(store), "--tracking-uri", f"sqlite:///{mlflow_db}"]
+    common = [
+        "--store",
+        str(store),
+        "--tracking-uri",
+        f"sqlite:///{mlflow_db}",
+        "--executor",
+        args.executor,
+    ]
     print(
         f"overhead: {n} samples, simulator latency {args.latency_ms:g} ms, {k} in flight, "
-        f"shard size {args.shard_size}; provider kind openai at {sim.url}/v1; "
+        f"shard size {args.shard_size}, executor {args.executor}; provider kind openai at "
+        f"{sim.url}/v1; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
@@ -460,11 +501,13 @@ def report(args: argparse.Namespace, folder: Path, sim: Simulator) -> None:
             print(run["stdout"][-3000:], run["stderr_text"][-3000:], sep="\n")
             raise SystemExit(f"evalcluster run ({label}) exited {run['rc']}")
         run["sim"] = times
+        run["mlflow_status"] = wait_for_mlflow(store, run_id)
         run["timeline"] = run_timeline(run, times, store, run_id, mlflow_db)
         runs[label] = run
         print(
             f"  evalcluster run ({label}): {run['wall_s']:.2f} s, "
-            f"{times['count']} requests reached the simulator",
+            f"{times['count']} requests reached the simulator; MLflow "
+            f"{run['mlflow_status']}",
             flush=True,
         )
 
@@ -522,8 +565,13 @@ def report(args: argparse.Namespace, folder: Path, sim: Simulator) -> None:
         )
     print(
         f"cached re-run wall: {cached['wall_s']:.2f} s "
-        f"({cached['wall_s'] / fresh['wall_s']:.0%} of fresh); "
+        f"({cached['wall_s'] / fresh['wall_s']:.0%} of fresh, "
+        f"{fresh['wall_s'] / cached['wall_s']:.1f}x faster than the paid run); "
         f"requests reaching the simulator: {cached['sim']['count']}"
+    )
+    print(
+        f"time to first committed row (process start -> first shard commit): "
+        f"fresh {fmt(fe['first_commit'])} s, cached {fmt(ce['first_commit'])} s"
     )
     print(
         f"`evalcluster --help`: {statistics.median(helps):.2f} s (median of "

@@ -8,7 +8,8 @@ than 20% more memory than a 200,000-sample one.
     python benchmarks/scale.py                       # 200,000 then 1,000,000 samples
     python benchmarks/scale.py --sizes 20000 100000  # a quicker check of the same property
 
-Each size runs in a fresh subprocess (its own embedded Ray), so peaks do not carry over.
+Each size runs in a fresh subprocess (its own embedded Ray; `--executor local`: none, the run in
+the subprocess itself), so peaks do not carry over.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def write_suite(work: Path, samples: int, base_url: str) -> Path:
     return path
 
 
-def one_size(samples: int) -> dict:
-    """Run in this process: the suite of `samples` samples; report speed and peaks."""
+def one_size(samples: int, executor: str = "ray") -> dict:
+    """Run in this process: the suite of `samples` samples; report speed and peaks. With
+    `executor` "local" no Ray starts: the driver's peak then holds the shards and endpoints."""
     import ray
 
     from evalcluster.jobs.driver import run_suite
@@ -92,16 +94,25 @@ def one_size(samples: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(SimulatorConfig()) as sim:
         work = Path(tmp)
         suite = prepare_suite(write_suite(work, samples, sim.url))
-        ray.init(include_dashboard=False, log_to_driver=False, namespace="evalcluster")
+        if executor == "ray":
+            ray.init(include_dashboard=False, log_to_driver=False, namespace="evalcluster")
         watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+        if executor == "ray":  # in-process there are no workers (others' would be counted)
+            watcher.start()
         started = time.perf_counter()
         result = run_suite(
-            suite, RunOptions(store=str(work / "store"), tracking_uri=None, max_traced_samples=0)
+            suite,
+            RunOptions(
+                store=str(work / "store"),
+                tracking_uri=None,
+                max_traced_samples=0,
+                executor=executor,
+            ),
         )
         elapsed = time.perf_counter() - started
         stop.set()
-        ray.shutdown()
+        if executor == "ray":
+            ray.shutdown()
     return {
         "samples": samples,
         "status": result.status,
@@ -115,16 +126,22 @@ def one_size(samples: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs=2, default=[200_000, 1_000_000])
+    parser.add_argument(
+        "--executor",
+        choices=("ray", "local"),
+        default="ray",
+        help="ray (an embedded Ray per size, as recorded) or local (in-process, no Ray)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.one)))
+        print(json.dumps(one_size(args.one, args.executor)))
         return 0
     env = {**__import__("os").environ, "SCALE_KEY": "sk-scale-benchmark"}
     rows = []
     for size in args.sizes:
         done = subprocess.run(
-            [sys.executable, __file__, "--one", str(size)],
+            [sys.executable, __file__, "--one", str(size), "--executor", args.executor],
             env=env,
             capture_output=True,
             text=True,

@@ -55,16 +55,17 @@ def build_parser(*, run_options: bool = True) -> argparse.ArgumentParser:
     )
     run = sub.add_parser(
         "run",
-        help="run a suite on a Ray started for this run, or on a cluster with --address",
-        description="Run a suite. Without --address it starts a Ray of its own for the run "
-        "(never one found on this machine or in $RAY_ADDRESS) and stops it after.",
+        help="run a suite in this process, or on a Ray cluster with --address",
+        description="Run a suite. Without --address it runs in this process, without Ray "
+        "(--executor ray starts a Ray of its own for the run, never one found on this machine "
+        "or in $RAY_ADDRESS, and stops it after).",
     )
     if run_options:
         _add_run_arguments(run)
     run.add_argument(
         "--address",
         help="join this Ray cluster: auto, ray://HOST:10001, HOST:6379 "
-        "(default: start a Ray of its own)",
+        "(default: run in this process)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -149,11 +150,11 @@ def build_parser(*, run_options: bool = True) -> argparse.ArgumentParser:
         "(default $RAY_ADDRESS; none: live state is not shown)",
     )
     providers.add_argument("--format", choices=["table", "json"], default="table", help=FORMAT_HELP)
-    return parser
 
     from evalcluster.jobs.plan import add_plan_arguments  # imports neither Ray nor MLflow
 
     add_plan_arguments(sub.add_parser("plan", help="sample size, detectable difference, cost"))
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -276,6 +276,11 @@ def print_result(result: Any, suite: LoadedSuite) -> None:
     stdout.print(f"results: {result.store_uri.rstrip('/')}/runs/run_id={result.run_id}")
     if result.mlflow_run_id:
         stdout.print(f"mlflow run: {result.mlflow_run_id}")
+    if getattr(result, "mlflow_pid", None):
+        stdout.print(
+            f"mlflow: logging in the background (process {result.mlflow_pid}); its outcome "
+            f"goes to {result.store_uri.rstrip('/')}/runs/run_id={result.run_id}/_mlflow.json"
+        )
     if result.mlflow_error:
         console.print(f"[yellow]warning:[/] {result.mlflow_error}")
     if result.message:

@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,12 +26,13 @@ from typing import Any
 
 import ray
 
-from evalcluster.actors.provider import ensure_provider_actors, retire_provider_actors
-from evalcluster.actors.run import NAMESPACE, open_run
+from evalcluster.actors.run import NAMESPACE
 from evalcluster.errors import EvalclusterError, SpecError, TrackingError
+from evalcluster.jobs.executors import Executor, RayExecutor, choose_executor
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.samples import count_samples, iter_sample_batches
-from evalcluster.jobs.shard import ShardContext, ShardOutcome, evaluate_shard
+from evalcluster.jobs.sequential_compare import SequentialComparison, start_comparison
+from evalcluster.jobs.shard import ShardContext, ShardOutcome
 from evalcluster.jobs.simulators import started_simulators
 from evalcluster.jobs.summary import build_summary, target_results
 from evalcluster.spec.loader import LoadedSuite
@@ -71,6 +71,9 @@ class RunResult:
     mlflow_error: str | None = None
     message: str | None = None
     wall_s: float = 0.0
+    # The process still logging the run to MLflow after the driver returned (a command-line
+    # run does not wait for it; jobs/mlflow_worker.py), if any.
+    mlflow_pid: int | None = None
 
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -232,16 +235,21 @@ def run_suite(
     with contextlib.ExitStack() as stack:
         tracking = None
         if options.tracking_uri and not options.address:
-            # MLflow's import and store open while the simulators and Ray start. Not when
-            # joining a cluster: inside a Ray job, connecting replaces the working folder
-            # (see _return_to), which a relative sqlite:// store would be opened in.
-            tracking = _TrackerOpening(options.tracking_uri, run_id)
-            stack.callback(tracking.join)  # on every way out: nothing left mid-open
+            # MLflow in a process of its own (jobs/mlflow_worker.py): its import, its store and
+            # its logging run beside the shards, not before or after them. Not when joining a
+            # cluster: inside a Ray job, connecting replaces the working folder (see
+            # _return_to), which a relative sqlite:// store would be opened in.
+            from evalcluster.jobs.mlflow_worker import MlflowWorker
+
+            tracking = MlflowWorker(
+                options.tracking_uri, options.store, options.endpoint_url, run_id
+            )
+            # on every way out; a worker that never got the run's outcome marks it KILLED
+            stack.callback(tracking.close_input)
         if any(p.kind == "simulated" and not p.base_url for p in suite.spec.providers.values()):
             phase("starting simulators")
         providers = stack.enter_context(started_simulators(suite.spec.providers))
-        phase("starting Ray")
-        stack.enter_context(ray_session(options.address))
+        executor = _start_executor(stack, options, phase)
         # after ray.init, which installs a SIGTERM handler of its own; restored before the
         # caller shows the result
         with cancel.installed():
@@ -256,6 +264,8 @@ def run_suite(
                 cwd,
                 phase,
                 tracking=tracking,
+                executor=executor,
+                detach_mlflow=session is not None,
             )
             result = driver.run()
         if session is not None:
@@ -268,39 +278,20 @@ def run_suite(
     return result
 
 
-class _TrackerOpening:
-    """Opens the MLflow tracker in a thread: the import, the store, and the search for runs
-    a killed driver left RUNNING. It only reads: the runs are closed and opened by the driver
-    (`_Driver._start_tracking`), once Ray and the providers are up, as without it."""
+def _start_executor(
+    stack: contextlib.ExitStack, options: RunOptions, phase: Callable[[str], None]
+) -> Executor:
+    """The run's executor (`jobs/executors.py`): Ray (joined or started, shut down with
+    `stack` when this process started it) or this process."""
+    if choose_executor(options.executor, address=options.address) == "ray":
+        phase("starting Ray")
+        stack.enter_context(ray_session(options.address))
+        return RayExecutor(SHARD_CPUS)
+    from evalcluster.jobs.local_executor import LocalExecutor
 
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
-        self._uri, self._run_id = tracking_uri, run_id
-        self._tracker: Any = None
-        self._running: list[str] = []
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._open, name="evalcluster-mlflow", daemon=True)
-        self._thread.start()
-
-    def _open(self) -> None:
-        try:
-            from evalcluster.tracking import MlflowTracker
-
-            tracker = MlflowTracker(self._uri)
-            self._running = tracker.find_running(self._run_id)
-            self._tracker = tracker
-        except BaseException as exc:  # noqa: BLE001 - raised in the driver's thread by result()
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> tuple[Any, list[str]]:
-        """The tracker and the MLflow ids of the evaluation's RUNNING parent runs; raises what
-        opening raised (a TrackingError when MLflow is unusable), as opening it here would."""
-        self.join()
-        if self._error is not None:
-            raise self._error
-        return self._tracker, self._running
+    executor = LocalExecutor()
+    stack.callback(executor.close)
+    return executor
 
 
 def _phases(on_phase: PhaseCallback | None) -> Callable[[str], None]:
@@ -355,8 +346,12 @@ class _Driver:
         cwd: str,
         phase: Callable[[str], None] = lambda name: None,
         *,
-        tracking: _TrackerOpening | None = None,
+        tracking: Any = None,
+        executor: Executor | None = None,
+        detach_mlflow: bool = False,
     ):
+        self.detach_mlflow = detach_mlflow  # leave MLflow's finish to its worker process
+        self.executor: Executor = executor or RayExecutor(SHARD_CPUS)
         self.cwd = cwd
         self.tracking = tracking
         self.phase = phase
@@ -375,19 +370,23 @@ class _Driver:
         self._last_flush = 0.0
         self._last_cancel_check = 0.0
         self._cancelled_remotely = False
-        self._cancel_probe: ray.ObjectRef | None = None
+        self._mlflow_merged = False
+        self._cancel_probe: Any = None  # a pending is_cancelled call
         self._last_progress = 0.0
+        self.comparison: SequentialComparison | None = None  # a suite's `compare:`, once begun
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> RunResult:
         samples = count_samples(self.suite, max_samples=self.options.max_samples)
         epochs = self.suite.spec.epochs
         totals = {t: samples * epochs for t in self.targets}
-        self.live, opened = open_run(self.run_id, self.suite.spec.name, totals, self.budget)
+        self.live, opened = self.executor.open_run(
+            self.run_id, self.suite.spec.name, totals, self.budget
+        )
         try:
             self.phase("starting providers")
-            actors = ensure_provider_actors(self.suite.spec, self.providers)
-            ray.get(opened)  # before any shard reports to it
+            actors = self.executor.start_providers(self.suite.spec, self.providers)
+            self.executor.get(opened)  # before any shard reports to it
             _return_to(self.cwd)
             if self.options.tracking_uri:
                 self.phase("starting MLflow")
@@ -410,7 +409,7 @@ class _Driver:
         finally:
             _return_to(self.cwd)
             summary = self._finish(status, message)
-            retire_provider_actors(actors, self.providers)
+            self.executor.retire_providers(actors, self.providers)
             with contextlib.suppress(Exception):
                 self.live.close()
         return RunResult(
@@ -421,6 +420,9 @@ class _Driver:
             mlflow_run_id=self.manifest.mlflow_run_id,
             mlflow_error=self.mlflow_error,
             message=message,
+            mlflow_pid=self.tracking.pid
+            if self.tracking is not None and self.detach_mlflow
+            else None,
         )
 
     def _set_status(self, status: str, message: str | None = None, *, wait: bool = True) -> None:
@@ -431,7 +433,7 @@ class _Driver:
         update = self.live.set_status(status, message)
         if wait:
             with contextlib.suppress(Exception):
-                ray.get(update, timeout=10)
+                self.executor.get(update, timeout=10)
 
     # -- shards ----------------------------------------------------------------------------
     def _max_inflight(self) -> int:
@@ -445,8 +447,7 @@ class _Driver:
         """
         if self.options.max_inflight_shards:
             return self.options.max_inflight_shards
-        cpus = ray.cluster_resources().get("CPU", 2)
-        return max(1, int(cpus / SHARD_CPUS))
+        return self.executor.shard_slots()
 
     def _run_shards(self) -> tuple[str, str | None]:
         ctx = ShardContext(
@@ -459,12 +460,21 @@ class _Driver:
             priority=self.options.priority,
             budgeted=self.budget is not None,
         )
-        ctx_ref = ray.put(ctx)
+        ctx_ref = self.executor.put(ctx)
         limit = self._max_inflight()
-        in_flight: dict[ray.ObjectRef, tuple[str, int]] = {}
+        in_flight: dict[Any, tuple[str, int]] = {}
         stopped: str | None = None
         total_shards = 0
-        for batch in iter_sample_batches(self.suite, max_samples=self.options.max_samples):
+        # A comparison orders the samples itself, and stops dispatching once it has decided.
+        self.comparison = start_comparison(self.suite, self.store, self.manifest, self.options)
+        batches = (
+            self.comparison.batches()
+            if self.comparison is not None
+            else iter_sample_batches(self.suite, max_samples=self.options.max_samples)
+        )
+        for batch in batches:
+            if self.comparison is not None and self.comparison.should_stop(batch.index):
+                break
             total_shards += 1
             samples_ref = None
             for target in self.targets:
@@ -475,10 +485,8 @@ class _Driver:
                 if stopped or self._cancel_requested():
                     stopped = stopped or "killed"
                     continue
-                samples_ref = samples_ref or ray.put(batch.samples)
-                task = evaluate_shard.options(num_cpus=SHARD_CPUS).remote(
-                    ctx_ref, samples_ref, target, batch.index
-                )
+                samples_ref = samples_ref or self.executor.put(batch.samples)
+                task = self.executor.submit(ctx_ref, samples_ref, target, batch.index)
                 in_flight[task] = (target, batch.index)
                 while len(in_flight) >= limit and not stopped:
                     stopped = self._collect(in_flight, block=True)
@@ -506,11 +514,11 @@ class _Driver:
     def _collect(self, in_flight: dict, *, block: bool) -> str | None:
         """Record finished shards; return why the run must stop, if it must."""
         # A bounded wait keeps signal handlers (Ray's job stop sends SIGTERM) responsive.
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0 if block else 0)
+        ready = self.executor.wait(list(in_flight), num_returns=1, timeout=1.0 if block else 0)
         stopped = None
         for ref in ready:
             target, index = in_flight.pop(ref)
-            outcome: ShardOutcome = ray.get(ref)
+            outcome: ShardOutcome = self.executor.get(ref)
             if outcome.committed:
                 self._record(target, index, outcome.rows)
             elif outcome.stopped:
@@ -531,12 +539,12 @@ class _Driver:
             self.live.cancel()
         for ref in list(in_flight):
             with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=2.0)
+                self.executor.cancel(ref)
+        ready = self.executor.wait(list(in_flight), num_returns=len(in_flight), timeout=2.0)
         for ref in ready:
             target, index = in_flight.pop(ref)
             with contextlib.suppress(Exception):
-                outcome: ShardOutcome = ray.get(ref)
+                outcome: ShardOutcome = self.executor.get(ref)
                 if outcome.committed:
                     self._record(target, index, outcome.rows)
         in_flight.clear()
@@ -552,6 +560,9 @@ class _Driver:
             ),
         }
         self.manifest = self.manifest.model_copy(update={"shards": shards})
+        if self.comparison is not None:
+            self.comparison.on_commit(target, index)
+            self.manifest = self.comparison.recorded_in(self.manifest, "running")
 
     def _report_recorded(self, target: str, rows: int) -> None:
         from evalcluster.actors.run import ProgressDelta
@@ -564,6 +575,7 @@ class _Driver:
     def _flush_manifest(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_flush >= MANIFEST_FLUSH_S:
+            self._merge_mlflow()
             self.manifest = self.manifest.model_copy(update={"updated_at": datetime.now(UTC)})
             write_manifest(self.store, self.manifest)
             self._last_flush = now
@@ -574,11 +586,11 @@ class _Driver:
         if self.cancel.requested or self._cancelled_remotely:
             return True
         if self._cancel_probe is not None:
-            ready, _ = ray.wait([self._cancel_probe], timeout=0)
+            ready = self.executor.wait([self._cancel_probe], timeout=0)
             if not ready:
                 return False
             with contextlib.suppress(Exception):  # a lost registry must not stop the run
-                self._cancelled_remotely = bool(ray.get(ready[0]))
+                self._cancelled_remotely = bool(self.executor.get(ready[0]))
             self._cancel_probe = None
             if self._cancelled_remotely:
                 return True
@@ -600,7 +612,7 @@ class _Driver:
         deadline = time.monotonic() + (FINAL_PROGRESS_WAIT_S if wait else 0.0)
         with contextlib.suppress(Exception):
             while True:
-                snapshot = ray.get(self.live.snapshot(), timeout=5)
+                snapshot = self.executor.get(self.live.snapshot(), timeout=5)
                 if snapshot["done"] >= committed or time.monotonic() >= deadline:
                     break
                 time.sleep(0.1)
@@ -618,20 +630,32 @@ class _Driver:
             return
         self._last_progress = now
         with contextlib.suppress(Exception):
-            self.on_progress(ray.get(self.live.snapshot(), timeout=5))
+            self.on_progress(self.executor.get(self.live.snapshot(), timeout=5))
 
     # -- results ---------------------------------------------------------------------------
     def _start_tracking(self, samples: int) -> None:
         if not self.options.tracking_uri:
             return
+        if self.tracking is not None:  # the MLflow worker opens the run beside the shards
+            self.tracking.start(
+                tracking_uri=self.options.tracking_uri,
+                suite=self.suite.spec.name,
+                suite_version=self.suite.version,
+                results_uri=self.store.full_uri(f"runs/run_id={self.run_id}"),
+                suite_file_text=self.suite.text,
+                seed=self.suite.spec.seed,
+                sample_count=samples,
+                earlier=[
+                    *self.manifest.resumed_from_mlflow_run_ids,
+                    *([self.manifest.mlflow_run_id] if self.manifest.mlflow_run_id else []),
+                ],
+            )
+            return
         try:
-            if self.tracking is not None:  # opened while Ray started
-                self.tracker, running = self.tracking.result()
-            else:
-                from evalcluster.tracking import MlflowTracker
+            from evalcluster.tracking import MlflowTracker
 
-                self.tracker = MlflowTracker(self.options.tracking_uri)
-                running = self.tracker.find_running(self.run_id)
+            self.tracker = MlflowTracker(self.options.tracking_uri)
+            running = self.tracker.find_running(self.run_id)
             stale = set(running)
             if self.manifest.mlflow_run_id:
                 stale.add(self.manifest.mlflow_run_id)
@@ -659,6 +683,43 @@ class _Driver:
         except TrackingError as exc:
             self._tracking_failed(exc)
 
+    def _merge_mlflow(self) -> None:
+        """Record the MLflow worker's parent run in the manifest once it has one."""
+        started = None if self.tracking is None else self.tracking.started
+        if started is None or self._mlflow_merged:
+            return
+        self._mlflow_merged = True
+        if "error" in started:
+            self.mlflow_error = started["error"]
+            log.warning(self.mlflow_error)
+            return
+        self.manifest = self.manifest.model_copy(
+            update={
+                "mlflow_run_id": started["parent"],
+                "resumed_from_mlflow_run_ids": started["resumed_from"],
+            }
+        )
+
+    def _finish_worker(self, status: str, summary: dict[str, Any]) -> None:
+        """Hand the outcome to the MLflow worker; wait for it unless the run detaches it."""
+        worker = self.tracking
+        worker.finish(
+            status=MLFLOW_STATUS.get(status, "FAILED"),
+            summary=summary,
+            suite=self.suite,
+            targets=self.targets,
+            max_traced_samples=self.options.max_traced_samples,
+        )
+        if self.detach_mlflow:
+            return
+        self.phase("writing MLflow")
+        error = worker.wait()
+        self._merge_mlflow()
+        if error:
+            self.mlflow_error = error
+            log.warning(error)
+        self._flush_manifest(force=True)
+
     def _tracking_failed(self, exc: Exception) -> None:
         self.mlflow_error = f"MLflow logging failed: {exc}"
         self.tracker = None
@@ -671,8 +732,15 @@ class _Driver:
         self.phase("writing summary")
         try:
             summary = build_summary(self.store, self.run_id, self.suite, scorer_names, status)
+            if self.comparison is not None:
+                summary["comparison"] = self.comparison.result(status)
+                self.manifest = self.comparison.recorded_in(self.manifest, status)
             write_summary(self.store, self.run_id, summary)
         finally:
+            if self.tracking is not None:
+                self._merge_mlflow()
+                if self.detach_mlflow:
+                    self.manifest = self.manifest.model_copy(update={"mlflow_logging": "detached"})
             self._set_status(status, message)
             self._final_progress(wait=False)  # with the run's final status
         if self.tracker is not None and self.manifest.mlflow_run_id:
@@ -691,6 +759,8 @@ class _Driver:
                 )
             except TrackingError as exc:
                 self._tracking_failed(exc)
+        if self.tracking is not None:
+            self._finish_worker(status, summary)
         return summary
 
 

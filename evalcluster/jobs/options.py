@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,6 +22,11 @@ class RunOptions(BaseModel):
     endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO and friends).")
     tracking_uri: str | None = DEFAULT_TRACKING_URI
     address: str | None = Field(None, description="Ray cluster address; None = embedded.")
+    executor: Literal["auto", "ray", "local"] = Field(
+        "auto",
+        description="Where shards and provider endpoints run: 'ray', or 'local' (this "
+        "process, no Ray); 'auto' is 'ray' with an address or a Ray already up, else 'local'.",
+    )
     max_samples: int | None = Field(None, ge=1)
     budget_usd: float | None = Field(None, gt=0, description="Overrides the suite's budget.")
     no_cache: bool = False

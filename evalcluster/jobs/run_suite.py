@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from evalcluster.errors import EvalclusterError, SpecError
 from evalcluster.jobs.display import ProgressDisplay, print_plan, print_result
 from evalcluster.jobs.driver import RunResult, run_suite
+from evalcluster.jobs.executors import EXECUTOR_NAMES
 from evalcluster.jobs.options import DEFAULT_MAX_ERROR_RATE, RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.spec.loader import validation_to_spec_error
@@ -64,6 +65,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="samples logged to MLflow as traces (default 1000)",
     )
     p.add_argument(
+        "--executor",
+        choices=EXECUTOR_NAMES,
+        default="auto",
+        help="where shards and provider endpoints run: 'local' is this process, no Ray "
+        "(what 'auto' picks without --address); 'ray' starts a Ray of its own for the run, or "
+        "joins the cluster at --address (what 'auto' picks with one)",
+    )
+    p.add_argument(
         "--max-error-rate",
         type=float,
         default=DEFAULT_MAX_ERROR_RATE,
@@ -82,6 +91,7 @@ def options_from_args(args: argparse.Namespace, address: str | None) -> RunOptio
             endpoint_url=args.endpoint_url,
             tracking_uri=None if (tracking or "").lower() in ("", "none") else tracking,
             address=address,
+            executor=getattr(args, "executor", "auto"),
             max_samples=args.max_samples,
             budget_usd=args.budget_usd,
             no_cache=args.no_cache,

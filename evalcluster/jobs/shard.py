@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import ray
 from evalcluster.actors.provider import provider_actor_name
 from evalcluster.actors.run import NAMESPACE, ProgressDelta, RunHandle
 from evalcluster.jobs.budget import projected_cost
+from evalcluster.jobs.executors import resolve
 from evalcluster.jobs.samples import (
     Sample,
     build_request,
@@ -62,6 +64,9 @@ class ShardContext:
     # Without a budget a shard neither reserves nor prices its chunks: that saves a blocking
     # registry call per chunk. A cancel still stops it (the driver cancels its task).
     budgeted: bool = True
+    # The in-process executor's endpoints (`jobs/local_executor.LocalEndpoints`); None: the
+    # cluster's provider actors, found by name.
+    endpoints: Any = None
 
     def target(self, name: str) -> TargetSpec:
         for target in (*self.suite.spec.targets, *self.suite.spec.judges):
@@ -104,8 +109,16 @@ def evaluate_shard(
 
 
 class ShardEvaluator:
-    def __init__(self, ctx: ShardContext, target_name: str, index: int):
+    def __init__(
+        self,
+        ctx: ShardContext,
+        target_name: str,
+        index: int,
+        *,
+        abandoned: threading.Event | None = None,
+    ):
         self.ctx = ctx
+        self.abandoned = abandoned  # set by the in-process executor's cancel
         self.target = ctx.target(target_name)
         self.index = index
         self.provider = ctx.providers[self.target.provider]
@@ -200,10 +213,13 @@ class ShardEvaluator:
         unique: dict[str, Any] = {}
         for c in calls:
             unique.setdefault(c.hash, c)
-        actor = ray.get_actor(provider_actor_name(target.provider, provider), namespace=NAMESPACE)
-        in_flight: dict[ray.ObjectRef, tuple[list[Any], float]] = {}
-        stopped = None
         items = list(unique.values())
+        if not items:  # every answer cached: no endpoint to look up
+            self._flush_progress()
+            return None
+        endpoint = self._caller(target.provider, provider)
+        in_flight: dict[Any, tuple[list[Any], float]] = {}
+        stopped = None
         for start in range(0, len(items), CHUNK_SIZE):
             chunk = items[start : start + CHUNK_SIZE]
             reserve = 0.0
@@ -212,25 +228,21 @@ class ShardEvaluator:
                 if not self._reserve(reserve):
                     stopped = "cancelled" if self._cancelled() else "budget_exhausted"
                     break
-            ref = actor.complete_batch.remote(
-                self.ctx.run_id, [c.request for c in chunk], self.ctx.priority
-            )
+            ref = endpoint.send(self.ctx.run_id, [c.request for c in chunk], self.ctx.priority)
             in_flight[ref] = (chunk, reserve)
-        lost: dict[ray.ObjectRef, int] = {}  # how many times each chunk was lost so far
+        lost: dict[Any, int] = {}  # how many times each chunk was lost so far
         while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            chunk, reserve = in_flight.pop(ready[0])
-            tries = lost.pop(ready[0], 0)
+            ready = endpoint.wait_one(list(in_flight))
+            chunk, reserve = in_flight.pop(ready)
+            tries = lost.pop(ready, 0)
             try:
-                outcomes: list[CallResult] = ray.get(ready[0])
-            except ray.exceptions.RayActorError:
+                outcomes: list[CallResult] = endpoint.result(ready)
+            except endpoint.lost:
                 # The actor died (or restarted) holding this chunk: its answers are lost, so
                 # the chunk goes again; results are keyed by hash, so nothing is duplicated.
                 if tries >= ACTOR_RETRIES:
                     raise
-                ref = actor.complete_batch.remote(
-                    self.ctx.run_id, [c.request for c in chunk], self.ctx.priority
-                )
+                ref = endpoint.send(self.ctx.run_id, [c.request for c in chunk], self.ctx.priority)
                 in_flight[ref] = (chunk, reserve)
                 lost[ref] = tries + 1
                 continue
@@ -239,6 +251,14 @@ class ShardEvaluator:
             self._chunk_done(reserve, outcomes, report=report)
         self._flush_progress()
         return stopped
+
+    def _caller(self, provider_name: str, provider: ProviderConfig) -> Any:
+        """Where this shard's chunks for `provider_name` go: the executor's in-process endpoint,
+        or the cluster's provider actor."""
+        if self.ctx.endpoints is not None:
+            return self.ctx.endpoints.caller(provider_name, self.abandoned)
+        actor = ray.get_actor(provider_actor_name(provider_name, provider), namespace=NAMESPACE)
+        return _ActorCaller(actor)
 
     def _judge(
         self, calls: Sequence[_Call], results: dict[str, CallResult], cached: dict[str, Any]
@@ -389,7 +409,27 @@ class ShardEvaluator:
     def _reserve(self, amount: float) -> bool:
         if self.live is None:
             return True
-        return bool(ray.get(self.live.reserve(amount)))
+        return bool(resolve(self.live.reserve(amount)))
 
     def _cancelled(self) -> bool:
-        return self.live is not None and bool(ray.get(self.live.is_cancelled()))
+        return self.live is not None and bool(resolve(self.live.is_cancelled()))
+
+
+class _ActorCaller:
+    """A shard's chunks to a provider actor: `send` is ``complete_batch.remote``; a chunk whose
+    actor died with it raises one of `lost` from `result` and is sent again."""
+
+    lost: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError,)
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def send(self, run_id: str, requests: list[CompletionRequest], priority: float) -> Any:
+        return self.actor.complete_batch.remote(run_id, requests, priority)
+
+    def wait_one(self, pending: list[Any]) -> Any:
+        ready, _ = ray.wait(pending, num_returns=1)
+        return ready[0]
+
+    def result(self, ref: Any) -> list[CallResult]:
+        return ray.get(ref)

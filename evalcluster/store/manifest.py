@@ -97,15 +97,20 @@ class RunManifest(BaseModel):
     )
     mlflow_run_id: str | None = None
     resumed_from_mlflow_run_ids: list[str] = Field(default_factory=list)
+    mlflow_logging: str | None = Field(
+        None,
+        description="'detached': MLflow is logged by a process that outlived the driver "
+        "(jobs/mlflow_worker.py); its outcome is in _mlflow.json.",
+    )
     error: str | None = None
+    comparison: dict[str, Any] | None = Field(
+        None, description="A `compare:` run's verdict and sequence (jobs/sequential_compare.py)."
+    )
     spec: dict[str, Any] = Field(default_factory=dict, description="The resolved suite.")
 
     @field_validator("run_id")
     @classmethod
     def _partition_safe(cls, value: str) -> str:
-    comparison: dict[str, Any] | None = Field(
-        None, description="A `compare:` run's verdict and sequence (jobs/sequential_compare.py)."
-    )
         try:
             return check_partition_value("run_id", value)
         except StoreError as e:

@@ -1,4 +1,5 @@
-"""Whole runs in-process on a real local Ray against the simulator over real HTTP."""
+"""Whole runs in-process against the simulator over real HTTP, on each executor: a real local
+Ray, and this process without Ray (the `executor` fixture, tests/jobs/conftest.py)."""
 
 from __future__ import annotations
 
@@ -47,11 +48,11 @@ def sim():
         yield sim
 
 
-def options(tmp_path, **kw) -> RunOptions:
-    return RunOptions(store=str(tmp_path / "store"), tracking_uri=None, **kw)
+def options(tmp_path, executor: str, **kw) -> RunOptions:
+    return RunOptions(store=str(tmp_path / "store"), tracking_uri=None, executor=executor, **kw)
 
 
-def test_run_writes_one_row_per_sample_target_epoch_with_every_column(local_ray, tmp_path, sim):
+def test_run_writes_one_row_per_sample_target_epoch_with_every_column(executor, tmp_path, sim):
     path = write_suite(
         tmp_path,
         samples=20,
@@ -62,7 +63,7 @@ def test_run_writes_one_row_per_sample_target_epoch_with_every_column(local_ray,
             {"name": "b", "provider": "p", "model": "m2", "params": {"temperature": 0.7}},
         ],
     )
-    result = run_suite(prepare_suite(path), options(tmp_path, run_id="r1"))
+    result = run_suite(prepare_suite(path), options(tmp_path, executor, run_id="r1"))
     assert result.status == "finished"
     table = ds.dataset(
         str(tmp_path / "store" / "runs"), format="parquet", partitioning="hive"
@@ -89,7 +90,7 @@ def test_run_writes_one_row_per_sample_target_epoch_with_every_column(local_ray,
     assert sum(len(s) for s in manifest.shards.values()) == 2 * 3  # 20 samples / 8 per shard
 
 
-def test_second_run_of_same_suite_makes_no_provider_calls(local_ray, tmp_path, sim):
+def test_second_run_of_same_suite_makes_no_provider_calls(executor, tmp_path, sim):
     path = write_suite(
         tmp_path,
         samples=30,
@@ -97,21 +98,21 @@ def test_second_run_of_same_suite_makes_no_provider_calls(local_ray, tmp_path, s
         targets=[{"name": "a", "provider": "p", "model": "m1", "params": {"temperature": 0}}],
     )
     suite = prepare_suite(path)
-    first = run_suite(suite, options(tmp_path, run_id="first"))
+    first = run_suite(suite, options(tmp_path, executor, run_id="first"))
     calls_after_first = sim.stats()["requests_total"]
     assert first.status == "finished" and calls_after_first == 30
-    second = run_suite(suite, options(tmp_path, run_id="second"))
+    second = run_suite(suite, options(tmp_path, executor, run_id="second"))
     assert second.status == "finished"
     assert sim.stats()["requests_total"] == calls_after_first
     rows = read_results(open_store(str(tmp_path / "store")), "second").to_pylist()
     assert len(rows) == 30 and all(r["cache_hit"] for r in rows)
     assert all(r["attempts"] == 0 and r["cost_usd"] == 0 for r in rows)
-    third = run_suite(suite, options(tmp_path, run_id="third", no_cache=True))
+    third = run_suite(suite, options(tmp_path, executor, run_id="third", no_cache=True))
     assert third.status == "finished"
     assert sim.stats()["requests_total"] == calls_after_first + 30
 
 
-def test_failed_calls_are_rows_with_error_kind_and_no_score(local_ray, tmp_path, sim):
+def test_failed_calls_are_rows_with_error_kind_and_no_score(executor, tmp_path, sim):
     provider = openai_provider(sim.url, headers={"x-sim-force": "bad_request"})
     path = write_suite(
         tmp_path,
@@ -119,7 +120,7 @@ def test_failed_calls_are_rows_with_error_kind_and_no_score(local_ray, tmp_path,
         providers={"p": provider},
         targets=[{"name": "a", "provider": "p", "model": "m"}],
     )
-    result = run_suite(prepare_suite(path), options(tmp_path, run_id="bad"))
+    result = run_suite(prepare_suite(path), options(tmp_path, executor, run_id="bad"))
     rows = read_results(open_store(str(tmp_path / "store")), "bad").to_pylist()
     assert len(rows) == 5
     assert {r["error_kind"] for r in rows} == {"bad_request"}
@@ -128,7 +129,7 @@ def test_failed_calls_are_rows_with_error_kind_and_no_score(local_ray, tmp_path,
     assert result.summary["targets"]["a"]["scorers"]["numeric"]["n"] == 0
 
 
-def test_unreachable_mlflow_loses_no_results_and_says_logging_failed(local_ray, tmp_path, sim):
+def test_unreachable_mlflow_loses_no_results_and_says_logging_failed(executor, tmp_path, sim):
     path = write_suite(
         tmp_path,
         samples=6,
@@ -136,7 +137,10 @@ def test_unreachable_mlflow_loses_no_results_and_says_logging_failed(local_ray, 
         targets=[{"name": "a", "provider": "p", "model": "m"}],
     )
     opts = RunOptions(
-        store=str(tmp_path / "store"), tracking_uri="http://127.0.0.1:9", run_id="no-mlflow"
+        store=str(tmp_path / "store"),
+        tracking_uri="http://127.0.0.1:9",
+        run_id="no-mlflow",
+        executor=executor,
     )
     result = run_suite(prepare_suite(path), opts)
     assert result.status == "finished"

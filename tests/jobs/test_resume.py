@@ -1,4 +1,5 @@
-"""A driver killed mid-run (SIGKILL, like a lost machine) is resumed with the same run id."""
+"""A driver killed mid-run (SIGKILL, like a lost machine) is resumed with the same run id, on
+each executor (`--executor ray`, `--executor local`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from evalcluster.jobs.mlflow_worker import read_mlflow_status
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import list_shards, read_results
@@ -21,7 +23,7 @@ from tests.conftest import openai_provider, write_suite
 SAMPLES, SHARD = 96, 8
 
 
-def start_run(suite: Path, work: Path, run_id: str) -> subprocess.Popen:
+def start_run(suite: Path, work: Path, run_id: str, executor: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -36,6 +38,8 @@ def start_run(suite: Path, work: Path, run_id: str) -> subprocess.Popen:
             "--tracking-uri",
             f"sqlite:///{work}/mlflow.db",
             "--quiet",
+            "--executor",
+            executor,
         ],
         cwd=work,
         stdout=subprocess.PIPE,
@@ -67,7 +71,7 @@ def slow_sim():
         yield sim
 
 
-def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow_sim):
+def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow_sim, cli_executor):
     suite = write_suite(
         tmp_path,
         samples=SAMPLES,
@@ -76,9 +80,18 @@ def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow
         targets=[{"name": "a", "provider": "p", "model": "m", "params": {"temperature": 0}}],
     )
     store = open_store(str(tmp_path / "store"))
-    first = start_run(suite, tmp_path, "resumed")
+    # MLflow opens its parent run beside the shards (jobs/mlflow_worker.py): the run is kept
+    # slow until it has one, however long MLflow's start takes on a busy machine, and killed
+    # after, so that the resumed run has a KILLED parent run to link to
+    slow_sim.reconfigure(latency_ms=1500)
+    first = start_run(suite, tmp_path, "resumed", cli_executor)
     try:
         deadline = time.monotonic() + 180
+        while (read_mlflow_status(store, "resumed") or {}).get("status") != "running":
+            assert first.poll() is None, first.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "MLflow's run did not start in time"
+            time.sleep(0.1)
+        slow_sim.reconfigure(latency_ms=150)
         while (
             len(list_shards(store, "resumed")) < 3
             if store.exists("runs/run_id=resumed/_manifest.json")
@@ -94,7 +107,7 @@ def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow
     assert 0 < committed_rows < SAMPLES
     assert read_manifest(store, "resumed").status == "running"  # the driver died mid-run
 
-    second = start_run(suite, tmp_path, "resumed")
+    second = start_run(suite, tmp_path, "resumed", cli_executor)
     out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err[-3000:]
 
@@ -106,6 +119,12 @@ def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow
     manifest = read_manifest(store, "resumed")
     assert manifest.status == "finished"
 
+    # the command does not wait for MLflow: its worker process finishes the run after the exit
+    deadline = time.monotonic() + 120
+    while (read_mlflow_status(store, "resumed") or {}).get("status") in (None, "running"):
+        assert time.monotonic() < deadline, read_mlflow_status(store, "resumed")
+        time.sleep(0.2)
+    assert read_mlflow_status(store, "resumed")["status"] == "logged"
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.get_experiment_by_name("evalcluster/t-suite")
     parents = [

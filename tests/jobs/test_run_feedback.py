@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -111,6 +110,9 @@ def test_the_last_frame_shows_the_final_count_before_mlflow_is_written(monkeypat
     monkeypatch.setattr(driver, "target_results", lambda *a: [])
 
     d = object.__new__(driver._Driver)
+    d.executor = SimpleNamespace(get=lambda ref, timeout=None: ref)
+    d.tracking = None
+    d.comparison = None
     shard = SimpleNamespace(rows=100)
     d.manifest = SimpleNamespace(
         shards={"a": {i: shard for i in range(3)}, "b": {i: shard for i in range(3)}},
@@ -184,7 +186,7 @@ def test_the_cli_prints_the_result_before_ray_shuts_down(monkeypatch):
     monkeypatch.setattr(run_suite, "print_result", lambda result, suite: calls.append("table"))
     parser = argparse.ArgumentParser()
     run_suite.add_run_arguments(parser)
-    args = parser.parse_args(["suite.yaml", "--tracking-uri", "none"])
+    args = parser.parse_args(["suite.yaml", "--tracking-uri", "none", "--executor", "ray"])
     assert run_suite.execute(args, None, show_progress=False) == run_suite.EXIT_OK
     assert calls == ["ray.init", "run", "table", "ray.shutdown"]
 
@@ -192,38 +194,59 @@ def test_the_cli_prints_the_result_before_ray_shuts_down(monkeypatch):
 def test_a_library_caller_gets_ray_shut_down_before_run_suite_returns(monkeypatch):
     calls = _Calls()
     suite = _fake_run(monkeypatch, calls)
-    driver.run_suite(suite, RunOptions(tracking_uri=None))
+    driver.run_suite(suite, RunOptions(tracking_uri=None, executor="ray"))
     assert calls == ["ray.init", "run", "ray.shutdown"]
     # a Ray already running (tests, the HTTP service's actor) is left running, session or not
     calls.clear()
     suite = _fake_run(monkeypatch, calls, initialized=True)
     with driver.contextlib.ExitStack() as session:
-        driver.run_suite(suite, RunOptions(tracking_uri=None), session=session)
+        driver.run_suite(suite, RunOptions(tracking_uri=None, executor="ray"), session=session)
+    assert calls == ["run"]
+
+
+def test_the_local_executor_starts_no_ray(monkeypatch):
+    calls = _Calls()
+    suite = _fake_run(monkeypatch, calls)
+    driver.run_suite(suite, RunOptions(tracking_uri=None, executor="local"))
     assert calls == ["run"]
 
 
 class _FakeTracker:
     calls: list = []
-    opened = threading.Event()
 
     def __init__(self, uri: str) -> None:
         _FakeTracker.calls.append(("mlflow open", uri))
-        _FakeTracker.opened.set()
 
     def find_running(self, run_id: str) -> list[str]:
         return []
 
 
-def test_mlflow_opens_while_ray_starts(monkeypatch):
-    import evalcluster.tracking
+def _fake_worker(monkeypatch, calls: list) -> None:
+    """The MLflow worker process (jobs/mlflow_worker.py) replaced by a recorder."""
+    from evalcluster.jobs import mlflow_worker
 
+    class FakeWorker:
+        def __init__(self, tracking_uri, store, endpoint_url, run_id) -> None:
+            calls.append(("mlflow worker", tracking_uri))
+
+        def close_input(self) -> None:
+            calls.append("mlflow worker input closed")
+
+    monkeypatch.setattr(mlflow_worker, "MlflowWorker", FakeWorker)
+
+
+def test_mlflow_worker_starts_before_ray(monkeypatch):
     calls = _Calls()
-    _FakeTracker.calls, _FakeTracker.opened = calls, threading.Event()
-    monkeypatch.setattr(evalcluster.tracking, "MlflowTracker", _FakeTracker)
-    # Ray's start waits (a while) for MLflow's open to begin: it does, in its own thread
-    suite = _fake_run(monkeypatch, calls, on_init=lambda: _FakeTracker.opened.wait(5))
-    driver.run_suite(suite, RunOptions(tracking_uri="sqlite:///x.db"))
-    assert calls == [("mlflow open", "sqlite:///x.db"), "ray.init", "run", "ray.shutdown"]
+    _fake_worker(monkeypatch, calls)
+    suite = _fake_run(monkeypatch, calls)
+    driver.run_suite(suite, RunOptions(tracking_uri="sqlite:///x.db", executor="ray"))
+    assert calls == [
+        ("mlflow worker", "sqlite:///x.db"),
+        "ray.init",
+        "run",
+        "ray.shutdown",
+        "mlflow worker input closed",
+    ]
 
 
 def test_joining_a_cluster_opens_mlflow_after_ray_as_before(monkeypatch):
@@ -232,37 +255,35 @@ def test_joining_a_cluster_opens_mlflow_after_ray_as_before(monkeypatch):
     calls = _Calls()
     _FakeTracker.calls = calls
     monkeypatch.setattr(evalcluster.tracking, "MlflowTracker", _FakeTracker)
+    _fake_worker(monkeypatch, calls)
     suite = _fake_run(monkeypatch, calls)
     driver.run_suite(suite, RunOptions(tracking_uri="sqlite:///x.db", address="10.0.0.1:6379"))
-    assert calls == ["ray.init", "run", "ray.shutdown"]  # the fake _Driver opens nothing
+    assert calls == ["ray.init", "run", "ray.shutdown"]  # no worker; the fake _Driver opens nothing
 
 
-def test_mlflow_that_fails_to_open_in_its_thread_says_logging_failed(monkeypatch):
-    from evalcluster.errors import TrackingError
+def test_an_mlflow_worker_that_failed_to_start_says_logging_failed():
+    d = object.__new__(driver._Driver)
+    d.tracking = SimpleNamespace(started={"error": "MLflow logging failed: refused"})
+    d._mlflow_merged, d.mlflow_error = False, None
+    d.manifest = SimpleNamespace(mlflow_run_id=None)
+    d._merge_mlflow()
+    assert d.mlflow_error == "MLflow logging failed: refused"
+    assert d.manifest.mlflow_run_id is None
 
-    class Unreachable:
-        def __init__(self, uri: str) -> None:
-            raise TrackingError("MLflow logging failed (connecting) at http://x: refused")
 
-    import evalcluster.tracking
+def test_the_mlflow_worker_parent_run_goes_into_the_manifest_once():
+    from evalcluster.store.manifest import RunManifest
 
-    monkeypatch.setattr(evalcluster.tracking, "MlflowTracker", Unreachable)
-    opening = driver._TrackerOpening("http://x", "r1")
-    suite = SimpleNamespace(spec=SimpleNamespace(targets=[], budget_usd=None))
-    run = driver._Driver(
-        suite,
-        RunOptions(tracking_uri="http://x"),
-        None,
-        SimpleNamespace(run_id="r1"),
-        {},
-        None,
-        None,
-        "/",
-        tracking=opening,
-    )
-    run._start_tracking(samples=3)
-    assert run.tracker is None
-    assert run.mlflow_error.startswith("MLflow logging failed: MLflow logging failed (connecting)")
+    d = object.__new__(driver._Driver)
+    d.tracking = SimpleNamespace(started=None)
+    d._mlflow_merged, d.mlflow_error = False, None
+    d.manifest = RunManifest(run_id="r1", suite="s", suite_version="v", store_uri="/tmp/s")
+    d._merge_mlflow()  # no answer yet: nothing to record
+    assert d.manifest.mlflow_run_id is None and not d._mlflow_merged
+    d.tracking.started = {"parent": "p2", "resumed_from": ["p1"]}
+    d._merge_mlflow()
+    assert d.manifest.mlflow_run_id == "p2"
+    assert d.manifest.resumed_from_mlflow_run_ids == ["p1"]
 
 
 def test_ray_that_fails_to_start_leaves_no_mlflow_run_open(monkeypatch):
@@ -271,13 +292,14 @@ def test_ray_that_fails_to_start_leaves_no_mlflow_run_open(monkeypatch):
     calls = _Calls()
     _FakeTracker.calls = calls
     monkeypatch.setattr(evalcluster.tracking, "MlflowTracker", _FakeTracker)
+    _fake_worker(monkeypatch, calls)
 
     def no_ray():
         raise RuntimeError("Ray did not start")
 
     suite = _fake_run(monkeypatch, calls, on_init=no_ray)
     with pytest.raises(RuntimeError, match="did not start"):
-        driver.run_suite(suite, RunOptions(tracking_uri="sqlite:///x.db"))
-    # the opening thread was joined; it only opened the store (no run was created: the fake
-    # has no start_evaluation, and _Driver never ran)
-    assert calls == [("mlflow open", "sqlite:///x.db")]
+        driver.run_suite(suite, RunOptions(tracking_uri="sqlite:///x.db", executor="ray"))
+    # the worker was never asked to start a run, and its input is closed: it exits (a worker
+    # whose input ends before a start creates nothing, jobs/mlflow_worker.py)
+    assert calls == [("mlflow worker", "sqlite:///x.db"), "mlflow worker input closed"]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from evalcluster.errors import SpecError
+from evalcluster.jobs.mlflow_worker import read_mlflow_status
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
 from evalcluster.store.fs import open_store
@@ -161,12 +163,18 @@ def cli_run(tmp_path_factory) -> Iterator[CliRun]:
             command = [sys.executable, "-m", "evalcluster.cli", "run", str(suite), "--quiet"]
             command += ["--store", str(work / "store"), "--run-id", RUN_ID]
             command += ["--tracking-uri", f"sqlite:///{work}/mlflow.db"]
+            command += ["--executor", "ray"]  # Ray's own logs are searched too
             done = subprocess.run(
                 command, cwd=work, env=env, capture_output=True, text=True, timeout=300
             )
             stats = sim.stats()
         assert done.returncode == 0, done.stderr[-3000:]
         store = open_store(str(work / "store"))
+        # MLflow is written by a worker process the command does not wait for
+        deadline = time.monotonic() + 120
+        while (read_mlflow_status(store, RUN_ID) or {}).get("status") in (None, "running"):
+            assert time.monotonic() < deadline, read_mlflow_status(store, RUN_ID)
+            time.sleep(0.2)
         rows = read_results(store, RUN_ID).to_pylist()
         summary = read_summary(store, RUN_ID) or {}
         status = read_manifest(store, RUN_ID).status
