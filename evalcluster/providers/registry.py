@@ -2,7 +2,11 @@
 format is never imported. `register_provider` adds kinds (or replaces one, e.g. in tests) and
 `unregister_provider` removes an added one. A kind registered here is also registered with
 `evalcluster.spec.models` (`register_provider_kind`), where suites are validated: spec knows
-nothing of this package, so the names are pushed to it rather than looked up from it."""
+nothing of this package, so the names are pushed to it rather than looked up from it.
+
+Installed packages add kinds without any code of ours running first: an entry point in the
+group `evalcluster.providers` (name = kind, value = "module:attr" of the adapter class) is a
+kind suites may name, imported on first use (`spec.models.installed_provider_kinds`)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,11 @@ from typing import TypeVar
 
 from evalcluster.errors import SpecError
 from evalcluster.providers.base import ProviderAdapter
-from evalcluster.spec.models import register_provider_kind, unregister_provider_kind
+from evalcluster.spec.models import (
+    installed_provider_kinds,
+    register_provider_kind,
+    unregister_provider_kind,
+)
 
 __all__ = ["adapter_class", "known_kinds", "register_provider", "unregister_provider"]
 
@@ -55,22 +63,36 @@ def unregister_provider(kind: str) -> None:
 
 
 def known_kinds() -> list[str]:
-    """Every registered kind, sorted."""
-    return sorted(_ENTRIES)
+    """Every kind with an adapter (built-in, registered or installed), sorted."""
+    return sorted(_ENTRIES.keys() | installed_provider_kinds().keys())
 
 
 def adapter_class(kind: str) -> type[ProviderAdapter]:
     """The adapter class of `kind`; an unknown kind raises `SpecError` with a suggestion."""
-    entry = _ENTRIES.get(kind)
+    entry = _ENTRIES.get(kind) or installed_provider_kinds().get(kind)
     if entry is None:
-        close = difflib.get_close_matches(kind, _ENTRIES, n=1)
+        close = difflib.get_close_matches(kind, known_kinds(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise SpecError(
             f"unknown provider kind {kind!r}{hint} (known: {', '.join(known_kinds())})",
             field="kind",
         )
     if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
+        entry = _import_adapter(kind, entry)
         _ENTRIES[kind] = entry
     return entry
+
+
+def _import_adapter(kind: str, target: str) -> type[ProviderAdapter]:
+    module, _, attr = target.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(
+            f"provider kind {kind!r}: cannot load its adapter {target!r} ({exc})", field="kind"
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, ProviderAdapter)):
+        raise SpecError(
+            f"provider kind {kind!r}: {target!r} is not a ProviderAdapter subclass", field="kind"
+        )
+    return found

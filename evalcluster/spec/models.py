@@ -8,6 +8,8 @@ its key, and the key is read only where the request is made.
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.metadata
 import re
 from typing import Any, Literal
 
@@ -26,6 +28,21 @@ BUILTIN_PROVIDER_KINDS = frozenset(
 _PROVIDER_KINDS: set[str] = set(BUILTIN_PROVIDER_KINDS)
 
 
+# Installed packages add provider kinds by declaring entry points in this group, e.g. in their
+# pyproject.toml: [project.entry-points."evalcluster.providers"] mykind = "pkg.mod:MyAdapter".
+PROVIDER_ENTRY_POINT_GROUP = "evalcluster.providers"
+
+
+@functools.cache
+def installed_provider_kinds() -> dict[str, str]:
+    """Kinds declared by installed packages: name -> "module:attr" of the adapter class.
+
+    Read once per process from the packages' metadata; nothing is imported. A name that is a
+    built-in kind is ignored: a plugin may add kinds, never replace one."""
+    found = importlib.metadata.entry_points(group=PROVIDER_ENTRY_POINT_GROUP)
+    return {ep.name: ep.value for ep in found if ep.name not in BUILTIN_PROVIDER_KINDS}
+
+
 def register_provider_kind(kind: str) -> None:
     """Let suites name `kind` (called by `providers.registry.register_provider`)."""
     _PROVIDER_KINDS.add(kind)
@@ -38,14 +55,14 @@ def unregister_provider_kind(kind: str) -> None:
 
 
 def provider_kinds() -> list[str]:
-    """Every kind a suite may name, sorted."""
-    return sorted(_PROVIDER_KINDS)
+    """Every kind a suite may name, sorted: built-in, registered and installed."""
+    return sorted(_PROVIDER_KINDS | installed_provider_kinds().keys())
 
 
 def _check_kind(kind: str) -> str:
-    if kind in _PROVIDER_KINDS:
+    if kind in _PROVIDER_KINDS or kind in installed_provider_kinds():
         return kind
-    close = difflib.get_close_matches(kind, _PROVIDER_KINDS, n=1)
+    close = difflib.get_close_matches(kind, provider_kinds(), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ValueError(f"unknown provider kind {kind!r}{hint} (known: {', '.join(provider_kinds())})")
 
