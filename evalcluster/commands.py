@@ -184,6 +184,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    from evalcluster.rows import SCORE_PREFIX
     from evalcluster.store.fs import open_store
     from evalcluster.store.lake import read_results
 
@@ -196,7 +197,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     )
     rows = table.to_pylist()
     if args.format == "table":
-        score_cols = [c for c in table.column_names if c.startswith("score_")]
+        score_cols = [c for c in table.column_names if c.startswith(SCORE_PREFIX)]
         keep = [
             "target",
             "sample_id",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from evalcluster.rows import SCORE_PREFIX, scorer_names
 from evalcluster.scoring.paired import compare_paired
-from evalcluster.scoring.summary import SCORE_PREFIX, scores_by_sample
+from evalcluster.scoring.summary import scores_by_sample
 from evalcluster.store.fs import Store
 from evalcluster.store.lake import read_results
 
 
 def _rows(store: Store, run_id: str) -> tuple[list[dict[str, Any]], list[str]]:
     table = read_results(store, run_id)
-    scorers = [c[len(SCORE_PREFIX) :] for c in table.column_names if c.startswith(SCORE_PREFIX)]
+    scorers = scorer_names(table.column_names)
     keep = ["target", "sample_id", "epoch", "error_kind", *(SCORE_PREFIX + s for s in scorers)]
     return table.select(keep).to_pylist(), scorers
 

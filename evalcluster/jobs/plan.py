@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evalcluster.errors import SpecError
+from evalcluster.rows import score_column
 
 if TYPE_CHECKING:
     from evalcluster.spec.loader import LoadedSuite
@@ -226,7 +227,7 @@ def _pilot(
     from evalcluster.scoring.planning import estimate_pilot
     from evalcluster.store.lake import read_results
 
-    column = f"score_{scorer}"
+    column = score_column(scorer)
     wanted = ["sample_id", "error_kind", "metadata", "input_tokens", "output_tokens"]
     scores: dict[str, dict[Hashable, list[float]]] = {}
     clusters: dict[Hashable, Hashable | None] = {}

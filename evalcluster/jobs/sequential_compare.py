@@ -32,10 +32,11 @@ import pyarrow.parquet as pq
 from evalcluster.errors import EvalclusterError, SpecError
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.samples import Sample, SampleBatch, iter_sample_batches
+from evalcluster.rows import SCORE_PREFIX
 from evalcluster.scoring.sequential import ConfidenceSequence, Verdict
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store
-from evalcluster.store.lake import SCORE_PREFIX, shard_key
+from evalcluster.store.lake import shard_key
 from evalcluster.store.manifest import RunManifest
 
 TUNE_FRACTION = 10  # the sequence is tightest at cap / TUNE_FRACTION samples

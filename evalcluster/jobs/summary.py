@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from evalcluster.rows import score_column
 from evalcluster.scoring.clustered import ClusterSums
 from evalcluster.scoring.differences import PairAccumulator
 from evalcluster.scoring.epochs import EpochAccumulator
@@ -112,7 +113,7 @@ def build_summary(
         "latency_ms",
         "served_by",
         *(["metadata"] if group_by or cluster else []),  # only groups and clusters read it
-        *(f"score_{s}" for s in scorer_names),
+        *(score_column(s) for s in scorer_names),
     ]
     order = [t.name for t in suite.spec.targets]
     pairs: dict[tuple[str, str, str], PairAccumulator] = defaultdict(PairAccumulator)
@@ -225,7 +226,9 @@ def _add_shard(
                 sample_cluster = None if value is None else group_key(value)
                 out.clusters[sample_id] = sample_cluster
         for name in scorers:
-            mean = _add_sample(t.scorers[name], c[f"score_{name}"], errors, indices, groups, epochs)
+            mean = _add_sample(
+                t.scorers[name], c[score_column(name)], errors, indices, groups, epochs
+            )
             if mean is not None:
                 out.means[name][sample_id] = mean
                 if cluster:

@@ -8,13 +8,12 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalcluster.rows import SCORE_PREFIX, scorer_names
 from evalcluster.scoring.clustered import clustered_mean
 from evalcluster.scoring.differences import paired_difference
 from evalcluster.scoring.epochs import epoch_split
 from evalcluster.scoring.passk import mean_pass_at_k
 from evalcluster.scoring.stats import group_key, summarize
-
-SCORE_PREFIX = "score_"
 
 
 @dataclass
@@ -157,7 +156,7 @@ def _pair_summary(
 
 
 def _score_columns(row: Mapping[str, Any]) -> list[str]:
-    return [k[len(SCORE_PREFIX) :] for k in row if k.startswith(SCORE_PREFIX)]
+    return scorer_names(row)
 
 
 def _target_summary(

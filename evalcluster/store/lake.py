@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalcluster.errors import NotFoundError, StoreError
+from evalcluster.rows import SCORE_PREFIX
 from evalcluster.store.fs import LocalStore, Store, open_store
 from evalcluster.store.layout import (
     RUNS_PREFIX,
@@ -94,7 +95,6 @@ BASE_FIELDS: tuple[pa.Field, ...] = (
 )
 """The columns every result file has, in order; ``score_<name>`` columns follow."""
 
-SCORE_PREFIX = "score_"
 
 # Hive partition columns: they are in the path (run_id=<id>/target=<name>/), not in the files.
 # Written in the files too, pyarrow.parquet.read_table and pandas (which read partitions as

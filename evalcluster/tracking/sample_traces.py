@@ -51,7 +51,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, Status, StatusCode
 
-SCORE_PREFIX = "score_"
+from evalcluster.rows import SCORE_PREFIX
+
 EXPECTATION_NAME = "expected_response"  # the name mlflow.genai's built-in scorers read
 SCORER_SOURCE_PREFIX = "evalcluster.scorer."
 SPAN_NAME = "sample"

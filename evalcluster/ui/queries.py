@@ -30,10 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from evalcluster.errors import StoreError
+from evalcluster.rows import SCORE_PREFIX
 from evalcluster.scoring.stats import group_key, summary_from_moments
 from evalcluster.serve.jsonsafe import json_safe
 from evalcluster.store.fs import Store
-from evalcluster.store.lake import SCORE_PREFIX, list_shards, result_schema
+from evalcluster.store.lake import list_shards, result_schema
 from evalcluster.store.layout import ShardFile, run_prefix
 
 __all__ = [

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from evalcluster.store.lake import SCORE_PREFIX
+from evalcluster.rows import SCORE_PREFIX
 from evalcluster.ui.labels import AGREE_AT, RowKey
 from evalcluster.ui.queries import PAGE_COLUMNS, RunTable, page_row
 
