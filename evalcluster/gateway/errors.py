@@ -63,7 +63,14 @@ class GatewayError(Exception):
             }
         }
 
-    def response(self) -> JSONResponse:
+    def anthropic_body(self) -> dict[str, Any]:
+        """The same error in Anthropic's shape (docs.anthropic.com/en/api/errors)."""
+        kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
+        if self.status == 503 and self.error_kind == "overloaded":
+            kind = "overloaded_error"
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+    def headers(self) -> dict[str, str]:
         headers = {}
         if self.retry_after_s is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
@@ -71,7 +78,42 @@ class GatewayError(Exception):
             headers["WWW-Authenticate"] = "Bearer"
         if self.should_retry is not None:  # the official SDKs obey it over their own rules
             headers["x-should-retry"] = "true" if self.should_retry else "false"
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+        return headers
+
+    def response(self, shape: str = "openai") -> JSONResponse:
+        """The answer, in OpenAI's shape or (`shape="anthropic"`) Anthropic's."""
+        body = self.anthropic_body() if shape == "anthropic" else self.body()
+        return JSONResponse(body, status_code=self.status, headers=self.headers())
+
+
+# Anthropic's error types by status; its SDK picks the exception class by status alone.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+# The gateway's paths (below the app's root path) and the error shape each answers in; the
+# service's middleware asks `error_shape` so its 413 and 503 read like the route's own errors.
+ERROR_SHAPES = {
+    "/v1/chat/completions": "openai",
+    "/v1/models": "openai",
+    "/v1/gateway/usage": "openai",
+    "/v1/messages": "anthropic",
+}
+
+
+def error_shape(path: str, root_path: str = "") -> str | None:
+    """ "openai" or "anthropic" for a gateway path, None for the service's other paths."""
+    found = ERROR_SHAPES.get(path)
+    if found is None and root_path and path.startswith(root_path):
+        found = ERROR_SHAPES.get(path[len(root_path) :])
+    return found
 
 
 DOWN_RETRY_AFTER_S = 5.0

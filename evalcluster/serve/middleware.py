@@ -10,6 +10,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from evalcluster.gateway.errors import GatewayError, error_shape
 from evalcluster.serve.errors import RETRY_AFTER_S, error_body
 
 log = logging.getLogger("evalcluster.serve")
@@ -74,7 +75,7 @@ class BodySizeLimit:
             await send_json(send, 400, error_body("bad_request", "invalid Content-Length header"))
             return
         if declared is not None and declared > limit:
-            await send_json(send, 413, _too_large(limit))
+            await send_json(send, 413, _too_large(limit, scope))
             return
         received = 0
         started = False
@@ -98,11 +99,24 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
-                await send_json(send, 413, _too_large(limit))
+                await send_json(send, 413, _too_large(limit, scope))
 
 
-def _too_large(limit: int) -> dict[str, Any]:
-    return error_body("payload_too_large", f"request body is larger than {limit} bytes")
+def _too_large(limit: int, scope: Scope) -> dict[str, Any]:
+    message = f"request body is larger than {limit} bytes"
+    return _shaped(scope, 413, "payload_too_large", message) or error_body(
+        "payload_too_large", message
+    )
+
+
+def _shaped(scope: Scope, status: int, code: str, message: str) -> dict[str, Any] | None:
+    """The error body in the shape of the gateway route `scope` asks for (OpenAI's or
+    Anthropic's, so their SDKs read it), None for the service's other routes."""
+    shape = error_shape(str(scope.get("path", "")), str(scope.get("root_path", "") or ""))
+    if shape is None:
+        return None
+    error = GatewayError(status, message, code=code, type="server_error" if status >= 500 else None)
+    return error.anthropic_body() if shape == "anthropic" else error.body()
 
 
 def _limit_key(key: str) -> str:
@@ -141,10 +155,12 @@ class ErrorGuard:
         except Exception:
             log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
+                message = "unexpected server error; it has been logged"
                 await send_json(
                     send,
                     503,
-                    error_body("unavailable", "unexpected server error; it has been logged"),
+                    _shaped(scope, 503, "unavailable", message)
+                    or error_body("unavailable", message),
                     {"Retry-After": str(RETRY_AFTER_S)},
                 )
 

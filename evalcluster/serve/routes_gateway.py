@@ -1,5 +1,6 @@
-"""The OpenAI-compatible gateway's routes: ``POST /v1/chat/completions``, ``GET /v1/models``
-and ``GET /v1/gateway/usage``.
+"""The OpenAI-compatible gateway's routes: ``POST /v1/chat/completions``, ``GET /v1/models``,
+``GET /v1/gateway/usage``, and ``POST /v1/messages`` (Anthropic's Messages format, its errors
+in Anthropic's shape).
 
 Callers authenticate with their tenant's API key as the bearer token, as on every `/v1` route,
 but every error of these routes is in OpenAI's shape (`evalcluster.gateway.errors`), so the
@@ -21,10 +22,17 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from evalcluster.gateway.anthropic_wire import (
+    message_body,
+    message_events,
+    new_message_id,
+    parse_messages_request,
+)
 from evalcluster.gateway.calls import DISCONNECTED, Caller, Gateway, Outcome
 from evalcluster.gateway.errors import GatewayError
 from evalcluster.gateway.rows import day_of, now
 from evalcluster.gateway.wire import (
+    ChatRequest,
     completion_body,
     completion_chunks,
     new_completion_id,
@@ -32,6 +40,7 @@ from evalcluster.gateway.wire import (
 )
 from evalcluster.serve.auth import AuthResult, Principal, bearer_token
 from evalcluster.serve.context import ServiceContext
+from evalcluster.serve.middleware import BodyTooLargeError
 
 CACHE_HEADER = "x-evalcluster-cache"
 router = APIRouter(tags=["gateway"])
@@ -75,14 +84,16 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-def _principal(request: Request) -> Principal:
-    """The caller, or a 401 in OpenAI's shape (a missing and a wrong key alike)."""
+def _principal(request: Request, token: str | None = None) -> Principal:
+    """The caller (by `token`, else the bearer token), or a 401 (a missing and a wrong key
+    alike)."""
     keys = request.app.state.context.settings.api_keys
-    found = keys.identify(bearer_token(request.headers.get("authorization")))
+    found = keys.identify(token or bearer_token(request.headers.get("authorization")))
     if found is AuthResult.MISSING:
         raise GatewayError(
             401,
-            "You didn't provide an API key. Send 'Authorization: Bearer <key>'.",
+            "You didn't provide an API key. Send 'Authorization: Bearer <key>' "
+            "(or, on /v1/messages, 'x-api-key: <key>').",
             code="missing_api_key",
         )
     if found is AuthResult.WRONG:
@@ -121,7 +132,49 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Any:
     """A chat completion through the route's provider actor, streamed as server-sent events
     when the body says `"stream": true`."""
-    principal = _principal(request)
+    principal = _runner(_principal(request))
+    chat = parse_chat_request(await _json_body(request))
+    outcome, headers = await _complete(request, principal, chat)
+    if outcome.error is not None:
+        response = outcome.error.response()
+        response.headers.update(headers)
+        return response
+    assert outcome.completion is not None
+    completion_id = new_completion_id()
+    if not chat.stream:
+        return JSONResponse(
+            completion_body(outcome.completion, chat.model, completion_id), headers=headers
+        )
+    chunks = completion_chunks(outcome.completion, chat.model, completion_id, chat.include_usage)
+    return StreamingResponse(_events(chunks), media_type="text/event-stream", headers=headers)
+
+
+@router.post("/v1/messages", summary="Anthropic Messages through the gateway")
+async def messages(request: Request) -> Any:
+    """The same call as `/v1/chat/completions` in Anthropic's Messages format (the key in
+    ``x-api-key`` or as the bearer token); every error in Anthropic's shape."""
+    try:
+        token = request.headers.get("x-api-key", "").strip() or None
+        principal = _runner(_principal(request, token))
+        chat = parse_messages_request(await _json_body(request))
+    except GatewayError as exc:
+        return exc.response("anthropic")
+    outcome, headers = await _complete(request, principal, chat)
+    if outcome.error is not None:
+        response = outcome.error.response("anthropic")
+        response.headers.update(headers)
+        return response
+    assert outcome.completion is not None
+    message_id = new_message_id()
+    if not chat.stream:
+        return JSONResponse(
+            message_body(outcome.completion, chat.model, message_id), headers=headers
+        )
+    events = message_events(outcome.completion, chat.model, message_id)
+    return StreamingResponse(_named_events(events), media_type="text/event-stream", headers=headers)
+
+
+def _runner(principal: Principal) -> Principal:
     if not principal.can("runner"):
         raise GatewayError(
             403,
@@ -129,11 +182,22 @@ async def chat_completions(request: Request) -> Any:
             f"{principal.role}",
             code="insufficient_role",
         )
+    return principal
+
+
+async def _json_body(request: Request) -> Any:
     try:
-        body = json.loads(await request.body())
+        return json.loads(await request.body())
+    except BodyTooLargeError as exc:  # a chunked body past the limit: answered in our shape
+        raise GatewayError(413, str(exc.detail), code="payload_too_large") from None
     except ValueError:
         raise GatewayError(400, "the request body is not valid JSON", param=None) from None
-    chat = parse_chat_request(body)
+
+
+async def _complete(
+    request: Request, principal: Principal, chat: ChatRequest
+) -> tuple[Outcome, dict[str, str]]:
+    """Make the call, log its row, and give the outcome with the answer's headers."""
     caller = _caller(principal)
     gateway = _gateway(request)
     use_cache = request.headers.get(CACHE_HEADER, "").strip().lower() == "use"
@@ -150,20 +214,9 @@ async def chat_completions(request: Request) -> Any:
     headers: dict[str, str] = (
         {} if from_serve else {"x-request-id": request_id}
     )  # Serve sends its own
-    if outcome.error is not None:
-        response = outcome.error.response()
-        response.headers.update(headers)
-        return response
-    assert outcome.completion is not None
-    if use_cache:
+    if use_cache and outcome.error is None:
         headers[CACHE_HEADER] = "hit" if outcome.cache_hit else "miss"
-    completion_id = new_completion_id()
-    if not chat.stream:
-        return JSONResponse(
-            completion_body(outcome.completion, chat.model, completion_id), headers=headers
-        )
-    chunks = completion_chunks(outcome.completion, chat.model, completion_id, chat.include_usage)
-    return StreamingResponse(_events(chunks), media_type="text/event-stream", headers=headers)
+    return outcome, headers
 
 
 def _request_id() -> tuple[str, bool]:
@@ -184,6 +237,12 @@ async def _events(chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"
+
+
+async def _named_events(events: list[tuple[str, dict[str, Any]]]) -> AsyncIterator[bytes]:
+    for name, data in events:
+        payload = json.dumps(data, separators=(",", ":")).encode()
+        yield b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n"
 
 
 def _row(

@@ -112,7 +112,18 @@ class GeminiFormat(WireFormat):
         stop = config.get("stopSequences", config.get("stop_sequences")) or []
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise RequestInvalid("Invalid value at 'generation_config.stop_sequences'")
-        return SimRequest(model, prompt, input_tokens, max_tokens, tuple(s for s in stop if s))
+        last = contents[-1]
+        asks = last.get("role", "user") == "user" and not any(
+            isinstance(p, dict) and "functionResponse" in p for p in last.get("parts") or ()
+        )
+        return SimRequest(
+            model,
+            prompt,
+            input_tokens,
+            max_tokens,
+            tuple(s for s in stop if s),
+            call_tool=_first_function(body.get("tools")) if asks else None,
+        )
 
     def success(self, request: SimRequest, result: SimResult) -> dict[str, Any]:
         usage: dict[str, Any] = {"promptTokenCount": result.input_tokens}
@@ -125,7 +136,12 @@ class GeminiFormat(WireFormat):
                 {"finishReason": "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}
             ]
         else:
-            parts = [{"text": result.text}]
+            parts: list[dict[str, Any]] = [{"text": result.text}]
+            if request.call_tool is not None:
+                # As the OpenAI format does: call the first function offered with the user's
+                # text as its argument, instead of answering (Gemini's finishReason stays STOP).
+                args = {"input": request.prompt}
+                parts = [{"functionCall": {"name": request.call_tool, "args": args}}]
             body["candidates"] = [
                 {
                     "content": {"role": "model", "parts": parts},
@@ -217,3 +233,20 @@ def _parts_text(content: Any, where: str) -> str:
                 raise RequestInvalid(f"* {where}.parts.text: must be a string")
             texts.append(part["text"])
     return "\n".join(texts)
+
+
+def _first_function(tools: Any) -> str | None:
+    """The name of the first function declaration a request offers, if any."""
+    if not isinstance(tools, list) or not tools:
+        return None
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        declarations = tool.get("functionDeclarations", tool.get("function_declarations"))
+        if not isinstance(declarations, list):
+            continue
+        for declaration in declarations:
+            if not isinstance(declaration, dict) or not isinstance(declaration.get("name"), str):
+                raise RequestInvalid("* tools[0].function_declarations[0].name: name is required")
+            return declaration["name"]
+    return None
