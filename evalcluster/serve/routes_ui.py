@@ -46,6 +46,7 @@ from evalcluster.ui.queries import (
     sample_page,
 )
 from evalcluster.ui.review import review_queue
+from evalcluster.ui.summary_cache import SummaryCache, summary_key
 
 CSP = (
     "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -65,6 +66,7 @@ STATIC_FILES = {
 }
 MAX_PAGE = 500
 MAX_TEXT = 200
+SUMMARIES = SummaryCache()  # per replica
 
 # -- the page ------------------------------------------------------------------------------------
 
@@ -166,6 +168,14 @@ def _summary(run: RunTable, manifest: RunManifest | None, labels: list[Label]) -
     return out
 
 
+def _comparison(manifest: RunManifest | None) -> dict[str, Any] | None:
+    """A `compare:` run's sequential comparison with its path of looks (the sequence's
+    internal state left out: the page has no use for it)."""
+    if manifest is None or not manifest.comparison:
+        return None
+    return {k: v for k, v in manifest.comparison.items() if k != "state"}
+
+
 @router.get("/me", summary="Who the key belongs to")
 async def get_me(principal: Principal = Depends(require_principal)) -> dict[str, Any]:
     """The caller's tenant, role and key id (a digest prefix): the page's sign-in check."""
@@ -180,17 +190,22 @@ async def get_summary(
 ) -> dict[str, Any]:
     """Per target: rows, samples, errors by kind, cache hits, tokens, cost, latency
     percentiles and histograms; per scorer the mean with its interval, per group, and what
-    the run's review labels say (corrected mean, agreement, prediction-powered estimate)."""
+    the run's review labels say (corrected mean, agreement, prediction-powered estimate);
+    for a suite with `compare:`, its sequential comparison (with the path of its looks).
+    Computed once per set of committed shards and labels, then served from a cache."""
     run, manifest = await _run_table(ctx, principal, run_id)
     labels = await ctx.call(read_labels, ctx.store, run_id)
-    out = await ctx.call(_summary, run, manifest, labels)
+    group_by = _group_by(manifest)
+    key = summary_key(ctx.store.full_uri(), run_id, run.shard_keys, len(labels), tuple(group_by))
+    out = await ctx.call(SUMMARIES.get, key, lambda: _summary(run, manifest, labels))
     out.update(
         suite=manifest.suite if manifest else None,
         status=manifest.status if manifest else "pending",
-        group_by=_group_by(manifest),
+        group_by=group_by,
         scorers=list(run.scorers),
         labels=len(labels),
         mlflow=_mlflow_link(ctx, manifest),
+        comparison=_comparison(manifest),
     )
     return out
 

@@ -41,6 +41,7 @@ class UiService:
     store: Path
     work: Path
     keys: dict[str, str]
+    config: Path | None = None
 
     def client(self, tenant: str | None = "team-b") -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys[tenant]}"} if tenant else {}
@@ -70,7 +71,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiService]:
             app = build_app({"config": str(config), "store_uri": str(store), "tracking_uri": "none",
                              "datasets": {"roots": [str(work)]}})  # fmt: skip
             serve.run(app, name="evalcluster", route_prefix="/")
-            yield UiService(f"http://127.0.0.1:{port}", store, work, dict(TENANT_KEYS))
+            yield UiService(f"http://127.0.0.1:{port}", store, work, dict(TENANT_KEYS), config)
         finally:
             serve.shutdown()
             if started_ray:

@@ -448,11 +448,65 @@ async function runPage(runId) {
     if (t.latency_histogram) plots.appendChild(histogramPlot(`${target} · latency (ms)`, t.latency_histogram));
     if (t.cost_histogram) plots.appendChild(histogramPlot(`${target} · cost per row ($)`, t.cost_histogram));
   }
+  const comparison = el("section", { id: "comparison", "aria-live": "polite" });
+  if (s.comparison) comparison.replaceChildren(...comparisonPanel(s.comparison));
   show(el("h1", {}, "Run ", el("span", { text: runId }), " ", statusPill(s.status)),
     el("p", { className: "muted", text: `Suite ${s.suite ?? "–"} · ${s.labels} review label(s)` }), links,
+    comparison,
     el("h2", { text: "Scores" }), scorerTable(s),
     el("h2", { text: "Targets" }), el("div", { className: "cards" }, Object.entries(s.targets).map(([n, t]) => targetCard(n, t))),
     el("h2", { text: "Plots" }), plots);
+  if (LIVE_STATUSES.has(s.status)) followRun(runId, s.status, comparison);
+}
+
+const VERDICTS = {
+  b_better: "B is better", a_better: "A is better", equivalent: "Equivalent (within the margin)",
+  inconclusive: "Inconclusive: the samples ran out first", undecided: "Undecided so far",
+};
+
+function comparisonPanel(c) {
+  const facts = el("dl");
+  const items = [["A", c.a], ["B", c.b], ["Scorer", c.scorer],
+    ["Difference (B − A)", c.difference === null ? "–" : `${pct(c.difference)} [${pct(c.lower)}, ${pct(c.upper)}]`],
+    ["Samples used / cap", `${fmt(c.samples_used)} / ${fmt(c.samples_cap)}`],
+    ["Decided at", c.samples_at_decision === null || c.samples_at_decision === undefined ? "–" : `${fmt(c.samples_at_decision)} samples`],
+    ["Pairs (excluded)", `${fmt(c.pairs)} (${fmt(c.pairs_excluded)})`],
+    ["Cost so far", money(c.cost_usd)], ["Money not spent", money(c.usd_not_spent)],
+    ["Margin · alpha", `${pct(c.margin)} · ${fmt(c.alpha)}`]];
+  for (const [k, v] of items) append(facts, [el("dt", { text: k }), el("dd", { className: k === "Money not spent" ? "not-spent" : undefined, text: v ?? "–" })]);
+  const path = (c.path || []).map((look) => ({ n: look.samples, diff: look.difference, ci_low: look.lower, ci_high: look.upper }));
+  return [el("h2", { text: "Sequential comparison" }),
+    el("p", { className: "verdict seq-verdict", "data-verdict": c.verdict }, el("strong", { text: VERDICTS[c.verdict] || c.verdict }),
+      ` · ${c.method ?? ""}`),
+    el("div", { className: "card" }, facts),
+    path.length ? pathPlot("The confidence sequence look by look: difference (B − A) and its interval", path, c.samples_at_decision)
+      : el("p", { className: "muted", text: "No look yet: both targets must commit a shard first." })];
+}
+
+// While the run goes: its comparison redrawn on each `comparison` message, and the whole page
+// once its status changes (its scores, targets and plots are then read again).
+function followRun(runId, shownStatus, panel) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${location.host}/v1/runs/${encodeURIComponent(runId)}/events?token=${encodeURIComponent(key())}`;
+  const socket = new WebSocket(url);
+  let fetching = false;
+  // The event carries the latest look only; the run's state has the whole path.
+  async function redraw() {
+    if (fetching) return;
+    fetching = true;
+    try {
+      const state = await api(`/v1/runs/${encodeURIComponent(runId)}`);
+      if (state.comparison) panel.replaceChildren(...comparisonPanel(state.comparison));
+    } catch (e) { say(e.message); } finally { fetching = false; }
+  }
+  socket.onmessage = (message) => {
+    let event;
+    try { event = JSON.parse(message.data); } catch { return; }
+    if (event.type === "comparison") redraw();
+    const status = event.type === "status" ? event.status : event.type === "end" ? (event.run || {}).status : null;
+    if (status && status !== shownStatus && location.hash === `#/run/${encodeURIComponent(runId)}`) route();
+  };
+  cleanups.push(() => socket.close());
 }
 
 // -- plots (inline SVG) --------------------------------------------------------------------------
@@ -497,7 +551,7 @@ function histogramPlot(title, hist) {
   return el("figure", { className: "plot" }, frame, el("figcaption", { text: title }));
 }
 
-function pathPlot(title, path) {
+function pathPlot(title, path, decidedAt = null) {
   const width = 640, height = 220, pad = 36;
   const frame = plotFrame(title, width, height);
   if (!path.length) return el("p", { className: "muted", text: "Too few common samples for a path." });
@@ -516,6 +570,10 @@ function pathPlot(title, path) {
   frame.appendChild(svg("text", { x: 4, y: y(lo), "font-size": 11, fill: "#4d5560", text: pct(lo) }));
   frame.appendChild(svg("text", { x: width - pad, y: y(0) - 4, "font-size": 11, fill: "#a40e26", "text-anchor": "end", text: "no difference" }));
   frame.appendChild(svg("text", { x: width - pad, y: height - 8, "font-size": 11, fill: "#4d5560", "text-anchor": "end", text: `n = ${maxN}` }));
+  if (decidedAt !== null && decidedAt !== undefined) {
+    frame.appendChild(svg("line", { class: "decided", x1: x(decidedAt), x2: x(decidedAt), y1: pad / 2, y2: height - pad, stroke: "#1a7f37", "stroke-dasharray": "2 2" }));
+    frame.appendChild(svg("text", { x: x(decidedAt) + 4, y: pad / 2 + 10, "font-size": 11, fill: "#1a7f37", text: `decided at ${decidedAt}` }));
+  }
   return el("figure", { className: "plot" }, frame, el("figcaption", { text: title }));
 }
 
@@ -667,11 +725,35 @@ async function comparePage(params) {
   const runIds = runs.map((r) => r.run_id);
   const controls = {
     run_a: select("run_a", runIds, f.run_a || runIds[0]),
-    target_a: el("input", { type: "text", name: "target_a", value: f.target_a || "" }),
+    target_a: select("target_a", []),
     run_b: select("run_b", runIds, f.run_b || runIds[0]),
-    target_b: el("input", { type: "text", name: "target_b", value: f.target_b || "" }),
-    scorer: el("input", { type: "text", name: "scorer", value: f.scorer || "" }),
+    target_b: select("target_b", []),
+    scorer: select("scorer", []),
   };
+  // Targets and scorers come from the chosen runs' summaries (cached by the service).
+  const choices = new Map();
+  async function choicesOf(runId) {
+    if (!runId) return { targets: [], scorers: [] };
+    if (!choices.has(runId)) {
+      choices.set(runId, summary(runId).then((s) => ({ targets: Object.keys(s.targets), scorers: s.scorers }))
+        .catch(() => ({ targets: [], scorers: [] })));
+    }
+    return choices.get(runId);
+  }
+  function setOptions(node, options, wanted) {
+    const value = options.includes(wanted) ? wanted : options[0];
+    node.replaceChildren(...options.map((o) => el("option", { value: o, text: o, selected: o === value })));
+  }
+  async function fillChoices(keep) {
+    const [a, b] = await Promise.all([choicesOf(controls.run_a.value), choicesOf(controls.run_b.value)]);
+    const sameRun = controls.run_a.value === controls.run_b.value;
+    setOptions(controls.target_a, a.targets, keep.target_a || a.targets[0]);
+    setOptions(controls.target_b, b.targets, keep.target_b || (sameRun ? b.targets.find((t) => t !== controls.target_a.value) : b.targets[0]));
+    setOptions(controls.scorer, a.scorers.filter((x) => b.scorers.includes(x)), keep.scorer);
+  }
+  controls.run_a.addEventListener("change", () => fillChoices({ target_b: controls.target_b.value, scorer: controls.scorer.value }));
+  controls.run_b.addEventListener("change", () => fillChoices({ target_a: controls.target_a.value, scorer: controls.scorer.value }));
+  await fillChoices(f);
   const form = el("form", { className: "filters", onsubmit: (event) => {
     event.preventDefault();
     const next = {};
