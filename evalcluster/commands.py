@@ -26,7 +26,7 @@ from evalcluster.jobs.prepare import prepare_suite
 if TYPE_CHECKING:
     from evalcluster.store.manifest import RunManifest
 
-out = Console(file=sys.stdout, width=160)
+out = Console(width=160)  # sys.stdout as it is at each write (tests replace it)
 AGENT_WAIT_S = 60.0
 JOB_MODULE = "evalcluster.jobs.run_suite"
 # Run options `submit` acts on itself instead of forwarding them to the job.

@@ -124,12 +124,13 @@ def test_a_long_poll_returns_the_last_snapshot_when_the_run_closes(local_ray):
 def test_a_run_that_fails_before_its_shards_start_is_not_left_live(
     local_ray, tmp_path, monkeypatch
 ):
-    from evalcluster.jobs import driver
+    from evalcluster.actors import provider
 
     def no_actors(*_args, **_kwargs):
         raise RuntimeError("provider actors could not start")
 
-    monkeypatch.setattr(driver, "ensure_provider_actors", no_actors)
+    # the Ray executor looks it up at call time (jobs/executors.py)
+    monkeypatch.setattr(provider, "ensure_provider_actors", no_actors)
     path = write_suite(
         tmp_path,
         samples=4,

@@ -44,6 +44,13 @@ class _Emitter:
         metrics.breaker_state().set(2, tags={"provider": "sim"})
         metrics.samples_total().inc(5, tags={"run_id": "r1", "status": "ok"})
         metrics.run_budget_used_ratio().set(0.9, tags={"run_id": "r1"})
+        gateway = {"tenant": "team-a", "model": "sim/sim-1"}
+        metrics.gateway_requests_total().inc(3, tags={**gateway, "outcome": "ok"})
+        metrics.gateway_tokens_total().inc(30, tags={**gateway, "direction": "input"})
+        metrics.gateway_tokens_total().inc(6, tags={**gateway, "direction": "output"})
+        metrics.gateway_cost_usd_total().inc(0.001, tags=gateway)
+        for state, value in (("queued", 1), ("in_progress", 2), ("requests_in_progress", 40)):
+            metrics.batches().set(value, tags={"provider": "sim", "state": state})
 
 
 def _get(url: str) -> str:
