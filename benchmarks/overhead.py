@@ -468,6 +468,7 @@ def main() -> None:
 
 def report(args: argparse.Namespace, folder: Path, sim: Simulator) -> None:
     n, k = args.samples, args.in_flight
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}")
     suite = write_suite(folder, sim.url, n, k, args.shard_size)
     store, mlflow_db = folder / "store", folder / "mlflow.db"
     common = [
@@ -576,7 +577,7 @@ def report(args: argparse.Namespace, folder: Path, sim: Simulator) -> None:
     print(
         f"`evalcluster --help`: {statistics.median(helps):.2f} s (median of "
         + ", ".join(f"{h:.2f}" for h in helps)
-        + f"); `evalcluster run --help` (imports Ray): {run_help:.2f} s"
+        + f"); `evalcluster run --help`: {run_help:.2f} s"
     )
     print(
         f"fresh interpreter: import evalcluster.cli + jobs.run_suite {import_run:.2f} s, "

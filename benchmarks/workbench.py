@@ -7,7 +7,8 @@ store through the store API (`evalcluster.store.lake.commit_shard`, with an owne
 tenant sees it) instead of running them, then measures:
 
 - API: each workbench route, the first call (cold: the replica reads the run's filterable
-  columns) and the median of the next five (warm);
+  columns) and the median of the next five (warm; the summary is then served from the
+  replica's cache), and the summary again after a new label (computed again, then cached);
 - page (Playwright driving /usr/bin/chromium): first paint of the samples page (navigation to
   the first row of the table), a filter (submit to the new rows), a drawer (click to the
   dialog with the sample's output), each the first time and the median of the next three.
@@ -74,6 +75,10 @@ def _row(target: str, i: int, finished: datetime) -> dict[str, Any]:
         "judge_input_tokens": 0,
         "judge_output_tokens": 0,
         "judge_cost_usd": 0.0,
+        "batch": False,
+        "cached_input_tokens": 0,
+        "usd_saved_batch": 0.0,
+        "usd_saved_cache": 0.0,
         "score_exact": None if error else float(right),
         "score_numeric": None if error else float(right),
     }
@@ -160,6 +165,11 @@ def api_figures(url: str) -> list[tuple[str, float, float]]:
         for name, path, params in checks:
             first, warm = timed(lambda p=path, q=params: get(p, q), 5)
             out.append((name, first, warm))
+        # A new label changes the summary's cache key: the next call computes it again.
+        label = {"target": "t0", "sample_id": "s0000001", "scorer": "exact", "verdict": 1}
+        c.post(f"{base}/labels", json=label).raise_for_status()
+        first, warm = timed(lambda: get(f"{base}/summary", {}), 5)
+        out.append(("summary after a new label", first, warm))
     return out
 
 

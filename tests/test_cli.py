@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -14,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 
+from evalcluster.jobs.mlflow_worker import read_mlflow_status
+from evalcluster.store.fs import open_store
 from tests.conftest import REPO
 from tests.jobs.test_driver import DESIGN_COLUMNS
 
@@ -47,6 +50,14 @@ def demo(tmp_path_factory):
             cwd=work,
         )
         runs.append(done)
+    # The command does not wait for MLflow: its worker starts after the requests and logs
+    # after the exit (evalcluster/jobs/mlflow_worker.py); wait until it says it has.
+    store = open_store(str(work / "store"))
+    deadline = time.monotonic() + 180
+    for run_id in ("demo-a", "demo-b"):
+        while (read_mlflow_status(store, run_id) or {}).get("status") in (None, "running"):
+            assert time.monotonic() < deadline, read_mlflow_status(store, run_id)
+            time.sleep(0.2)
     return work, db, runs
 
 

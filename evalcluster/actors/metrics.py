@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from ray.util import metrics
+from evalcluster.lazy_ray import ray_metrics as metrics
 
 REQUESTS_TOTAL = "evalcluster_requests_total"
 TOKENS_TOTAL = "evalcluster_tokens_total"
@@ -23,6 +23,7 @@ RUN_BUDGET_USED_RATIO = "evalcluster_run_budget_used_ratio"
 GATEWAY_REQUESTS_TOTAL = "evalcluster_gateway_requests_total"
 GATEWAY_TOKENS_TOTAL = "evalcluster_gateway_tokens_total"
 GATEWAY_COST_USD_TOTAL = "evalcluster_gateway_cost_usd_total"
+BATCHES = "evalcluster_batches"
 
 EXPORTED_METRICS = (
     REQUESTS_TOTAL,
@@ -35,7 +36,15 @@ EXPORTED_METRICS = (
     GATEWAY_REQUESTS_TOTAL,
     GATEWAY_TOKENS_TOTAL,
     GATEWAY_COST_USD_TOTAL,
+    BATCHES,
 )
+# `BATCHES` states, from `BatchLane.snapshot`: requests waiting to be gathered into a batch,
+# batches at the provider, and the requests in them.
+BATCH_STATES = {
+    "queued": "queued",
+    "in_progress": "batches_in_progress",
+    "requests_in_progress": "requests_in_progress",
+}
 
 LATENCY_BOUNDARIES_S = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
 
@@ -127,6 +136,24 @@ def gateway_cost_usd_total() -> metrics.Counter:
         description="US dollars spent through the gateway per tenant and route.",
         tag_keys=("tenant", "model"),
     )
+
+
+@cache
+def batches() -> metrics.Gauge:
+    return metrics.Gauge(
+        BATCHES,
+        description="Provider batch API work of an endpoint, by state: requests queued for a "
+        "batch, batches in progress at the provider, requests in them.",
+        tag_keys=("provider", "state"),
+    )
+
+
+def publish_batches(provider: str, snapshots: list[dict[str, int]]) -> None:
+    """Set `BATCHES` for `provider` from its lanes' `BatchLane.snapshot`s (summed over runs)."""
+    gauge = batches()
+    for state, key in BATCH_STATES.items():
+        value = sum(s.get(key, 0) for s in snapshots)
+        gauge.set(value, tags={"provider": provider, "state": state})
 
 
 class ProviderMetricsBuffer:

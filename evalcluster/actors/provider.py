@@ -38,13 +38,12 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import ray
-
 from evalcluster.actors import metrics
+from evalcluster.actors.batch_lane import BatchLane, BatchLaneConfig
 from evalcluster.actors.run import NAMESPACE
 from evalcluster.errors import (
     CircuitOpenError,
@@ -52,18 +51,23 @@ from evalcluster.errors import (
     ProviderError,
     RateLimitedError,
 )
+from evalcluster.lazy_ray import ray
 from evalcluster.limits.breaker import CircuitBreaker
 from evalcluster.limits.bucket import DualTokenBucket, Reservation
 from evalcluster.limits.fair import WeightedFairQueue
 from evalcluster.limits.retry import call_with_retries
 from evalcluster.providers import build_adapter
 from evalcluster.providers.base import Completion, CompletionRequest
+from evalcluster.providers.batch import batch_client
 from evalcluster.providers.calls import CallResult
-from evalcluster.providers.pricing import cost_usd, estimate_request_tokens
+from evalcluster.providers.pricing import cost_breakdown, cost_usd, estimate_request_tokens
 from evalcluster.spec.models import ProviderConfig, SuiteSpec
+from evalcluster.store.batch_ledger import BatchLedger
+from evalcluster.store.fs import Store
 
 RESTART_RATE_FACTOR = 0.5
 LONG_PAUSE_LOG_S = 10.0  # a provider pause at least this long is logged
+BATCH_GAUGE_EVERY_S = 1.0
 _DOWN_KINDS = (CircuitOpenError.kind, EndpointDownError.kind)
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,16 @@ class CompletionResult:
     @property
     def ok(self) -> bool:
         return self.error_kind is None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRoute:
+    """Sends a shard's requests by the vendor's batch API: where the run's batch ledger is
+    (its store) and what the ledger records of them."""
+
+    store: Store
+    target: str = ""
+    shard: int | None = None
 
 
 class _BreakerOpen(Exception):
@@ -160,6 +174,10 @@ class ProviderActor:
         self.outcomes: Counter[str] = Counter()
         self.metrics = metrics.ProviderMetricsBuffer(name)
         self._published_breaker: str | None = None
+        self._lanes: dict[str, asyncio.Task[BatchLane]] = {}  # run id -> its started lane
+        self._cancelled_runs: set[str] = set()  # their batch requests never go the sync path
+        self._batches_published: tuple[int, ...] | None = None
+        self._batches_published_at = 0.0
         self.restarted = _was_reconstructed()
         if self.restarted:
             self.breaker.force_half_open()
@@ -175,17 +193,171 @@ class ProviderActor:
         requests: list[CompletionRequest],
         priority: float = 1.0,
         visited: tuple[str, ...] = (),
+        hashes: list[str] | None = None,
+        batch: BatchRoute | None = None,
     ) -> list[CallResult]:
-        """Answer every request; failures come back as results with an error kind."""
+        """Answer every request; failures come back as results with an error kind.
+
+        With `batch` (and each request's cache identity in `hashes`) the requests go through
+        the run's batch lane; one the batch does not answer goes the sync path."""
         visited = (*visited, self.name)
         try:
-            return list(
-                await asyncio.gather(
-                    *(self._complete(run_id, r, priority, visited) for r in requests)
+            if batch is not None and hashes is not None:
+                lane = await self._lane(run_id, batch.store)
+                calls = (
+                    self._complete_batched(lane, run_id, r, h, batch, priority, visited)
+                    for r, h in zip(requests, hashes, strict=True)
                 )
-            )
+            else:
+                calls = (self._complete(run_id, r, priority, visited) for r in requests)
+            return list(await asyncio.gather(*calls))
         finally:
             self.metrics.flush()
+
+    async def _lane(self, run_id: str, store: Store) -> BatchLane:
+        """The run's batch lane, started (reattached to its live batches) on first use."""
+        task = self._lanes.get(run_id)
+        if task is None:
+            task = self._lanes[run_id] = asyncio.ensure_future(self._start_lane(run_id, store))
+        try:
+            return await asyncio.shield(task)
+        except BaseException:
+            if task.done() and (task.cancelled() or task.exception() is not None):
+                self._lanes.pop(run_id, None)  # the next call tries again
+            raise
+
+    async def _start_lane(self, run_id: str, store: Store) -> BatchLane:
+        settings = self.config.batch
+        lane = BatchLane(
+            batch_client(self.adapter),
+            BatchLedger(store),
+            run_id=run_id,
+            endpoint=self.name,
+            config=BatchLaneConfig(
+                max_batch_requests=settings.max_batch_requests,
+                max_wait_s=settings.max_wait_s,
+                poll_initial_s=settings.poll_initial_s,
+                poll_max_s=max(settings.poll_max_s, settings.poll_initial_s),
+            ),
+        )
+        reattached = await lane.start()
+        if reattached:
+            log.warning("provider %s: reattached to %d live batch(es) of run %s",
+                        self.name, reattached, run_id)  # fmt: skip
+        return lane
+
+    async def _complete_batched(
+        self,
+        lane: BatchLane,
+        run_id: str,
+        request: CompletionRequest,
+        request_hash: str,
+        route: BatchRoute,
+        priority: float,
+        visited: tuple[str, ...],
+    ) -> CallResult:
+        started = time.monotonic()
+        # Shielded: a caller that gives up leaves the outcome to the lane (shared by hash).
+        submitted = lane.submit(request, request_hash, target=route.target, shard=route.shard)
+        self._publish_batches()
+        outcome = await asyncio.shield(submitted)
+        self._publish_batches()
+        if outcome.retry or outcome.completion is None:
+            if run_id in self._cancelled_runs:
+                return CallResult(
+                    served_by=self.name,
+                    attempts=0,
+                    latency_ms=(time.monotonic() - started) * 1000,
+                    error_kind="cancelled",
+                    error="the run was cancelled while its batch was at the provider",
+                )
+            return await self._complete(run_id, request, priority, visited)
+        return self._answered(
+            request, outcome.completion, 1, (time.monotonic() - started) * 1000, batch=True
+        )
+
+    def _answered(
+        self,
+        request: CompletionRequest,
+        completion: Completion,
+        attempts: int,
+        latency_ms: float,
+        *,
+        batch: bool,
+    ) -> CallResult:
+        """The answer priced at the rate paid (batch or not, cache reads and writes), with
+        what batching and caching saved. A cost the provider reported itself (OpenRouter)
+        wins on the sync path, and then the savings are unknown (0)."""
+        usage = completion.usage
+        paid = cost_breakdown(request.model, usage, batch=batch,
+                              pricing_override=self.config.pricing)  # fmt: skip
+        if completion.provider_cost_usd is not None and (not batch or paid is None):
+            cost, saved_batch, saved_cache = completion.provider_cost_usd, 0.0, 0.0
+        elif paid is None:
+            cost, saved_batch, saved_cache = 0.0, 0.0, 0.0
+        else:
+            cost, saved_batch, saved_cache = paid.paid, paid.batch_saving, paid.cache_saving
+        self._account(completion, cost)
+        return CallResult(
+            served_by=self.name,
+            attempts=attempts,
+            latency_ms=latency_ms,
+            text=completion.text,
+            finish_reason=str(completion.finish_reason),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            usage_estimated=usage.estimated,
+            cost_usd=cost,
+            batch=batch,
+            cached_input_tokens=usage.cache_read_tokens,
+            usd_saved_batch=saved_batch,
+            usd_saved_cache=saved_cache,
+        )
+
+    async def cancel_run(self, run_id: str) -> int:
+        """Cancel the run's batches at the vendor (a cancelled run); the batches cancelled."""
+        self._cancelled_runs.add(run_id)
+        task = self._lanes.pop(run_id, None)
+        if task is None:
+            return 0
+        lane = await task
+        live = lane.snapshot()["batches_in_progress"]
+        await lane.cancel()
+        return live
+
+    async def close_run(self, run_id: str) -> None:
+        """Forget the run's lane; its batches stay at the vendor for a later driver."""
+        task = self._lanes.pop(run_id, None)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await (await task).close()
+
+    async def close_lanes(self) -> None:
+        """Stop every run's lane (the endpoint closes); their batches stay at the vendor."""
+        for run_id in list(self._lanes):
+            await self.close_run(run_id)
+
+    def _publish_batches(self) -> None:
+        """The batch gauge: at most every BATCH_GAUGE_EVERY_S while it moves (a request
+        submits or ends each time), and at once when the lanes fall idle."""
+        lanes = [t.result() for t in self._lanes.values() if t.done() and not t.cancelled()
+                 and t.exception() is None]  # fmt: skip
+        snapshots = [lane.snapshot() for lane in lanes]
+        state = tuple(sum(s.get(k, 0) for s in snapshots) for k in metrics.BATCH_STATES.values())
+        now = time.monotonic()
+        if state == self._batches_published:
+            return
+        if any(state) and now - self._batches_published_at < BATCH_GAUGE_EVERY_S:
+            return
+        self._batches_published, self._batches_published_at = state, now
+        metrics.publish_batches(self.name, snapshots)
+
+    async def batch_status(self, run_id: str) -> dict[str, int] | None:
+        """The run's batch lane progress (`BatchLane.snapshot`), None when it has none."""
+        task = self._lanes.get(run_id)
+        if task is None or not task.done() or task.exception() is not None:
+            return None
+        return task.result().snapshot()
 
     async def _complete(
         self, run_id: str, request: CompletionRequest, priority: float, visited: tuple[str, ...]
@@ -209,23 +381,8 @@ class ProviderActor:
                 error=str(exc)[:500],
             )
         completion: Completion = attempted.value
-        cost = (
-            cost_usd(
-                request.model, completion.usage, self.config.pricing, completion.provider_cost_usd
-            )
-            or 0.0
-        )
-        self._account(completion, cost)
-        return CallResult(
-            served_by=self.name,
-            attempts=attempted.attempts,
-            latency_ms=completion.latency_ms,
-            text=completion.text,
-            finish_reason=str(completion.finish_reason),
-            input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
-            usage_estimated=completion.usage.estimated,
-            cost_usd=cost,
+        return self._answered(
+            request, completion, attempted.attempts, completion.latency_ms, batch=False
         )
 
     async def complete_one(
@@ -614,3 +771,39 @@ def provider_status_rows() -> list[dict[str, Any]]:
             }
         )
     return sorted(rows, key=lambda r: r["provider"])
+
+
+def sum_batch_status(statuses: Iterable[dict[str, int] | None]) -> dict[str, int]:
+    """The endpoints' `batch_status` of one run added up (those with no lane skipped)."""
+    total: Counter[str] = Counter()
+    for status in statuses:
+        total.update(status or {})
+    return dict(total)
+
+
+def run_batch_status(
+    run_id: str, providers: Mapping[str, ProviderConfig], names: Iterable[str]
+) -> dict[str, int]:
+    """Run `run_id`'s batch progress summed over the provider actors of `names`."""
+    calls = []
+    for name in names:
+        try:
+            actor = ray.get_actor(provider_actor_name(name, providers[name]), namespace=NAMESPACE)
+        except ValueError:  # no actor yet: no batch either
+            continue
+        calls.append(actor.batch_status.remote(run_id))
+    return sum_batch_status(ray.get(calls, timeout=5))
+
+
+def cancel_run_batches(
+    run_id: str, providers: Mapping[str, ProviderConfig], names: Iterable[str]
+) -> None:
+    """Cancel run `run_id`'s batches at the provider actors of `names`."""
+    calls = []
+    for name in names:
+        try:
+            actor = ray.get_actor(provider_actor_name(name, providers[name]), namespace=NAMESPACE)
+        except ValueError:  # no actor: it holds no batch
+            continue
+        calls.append(actor.cancel_run.remote(run_id))
+    ray.get(calls, timeout=30)

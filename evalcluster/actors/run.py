@@ -19,10 +19,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import ray
-
 from evalcluster.actors import metrics
 from evalcluster.errors import UnknownRunError
+from evalcluster.lazy_ray import ray
 
 NAMESPACE = "evalcluster"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from evalcluster.scoring.summary import group_columns, group_rows
 from evalcluster.spec.loader import LoadedSuite
 
 console = Console(stderr=True)
-stdout = Console(file=sys.stdout, width=140)
+stdout = Console(width=140)  # sys.stdout as it is at each write
 
 MAX_GROUPS_SHOWN = 20
 """Groups of one column shown per target in the summary; the others are in ``_summary.json``."""
@@ -150,9 +149,24 @@ class ProgressDisplay:
         elapsed = self._progress.tasks[0].elapsed or 0.0
         rate = snapshot["done"] / elapsed if elapsed > 0 else 0.0
         stats = f"${format_usd(snapshot['cost_usd'])}  errors {snapshot['errors']}  {rate:,.0f}/s"
+        if line := batch_line(snapshot.get("batches")):
+            stats += f"\n{line}"
         self._progress.update(
             self._task, completed=snapshot["done"], total=snapshot["total"], stats=stats
         )
+
+
+def batch_line(batches: Mapping[str, int] | None) -> str:
+    """The line under the bar while a run's batches are live: requests queued for a batch,
+    batches at the provider (and their requests), answers routed back; empty otherwise."""
+    if not batches or not (batches.get("queued") or batches.get("batches_in_progress")):
+        return ""
+    return (
+        f"batches: {batches.get('queued', 0):,} queued, "
+        f"{batches.get('batches_in_progress', 0):,} at the provider "
+        f"({batches.get('requests_in_progress', 0):,} requests), "
+        f"{batches.get('answered', 0):,} answered"
+    )
 
 
 def print_plan(suite: LoadedSuite, options: RunOptions) -> None:
@@ -190,7 +204,8 @@ def result_tables(
     max_groups: int = MAX_GROUPS_SHOWN,
 ) -> list[RenderableType]:
     """The end-of-run summary: one row per target (samples, each scorer's mean and interval,
-    errors, cached rows, tokens, cost, median latency), then a table per ``group_by`` column
+    errors, cached rows, tokens, cost, median latency, and what batching and prompt caching
+    saved when either did), then a table per ``group_by`` column
     (each target's groups: value, n and each scorer's mean and interval; the `max_groups`
     largest per target, a last row counting the others)."""
     targets = summary.get("targets") or {}
@@ -201,6 +216,16 @@ def result_tables(
         table.add_column(name, justify="right")
     for column in ("errors", "cached", "tokens in/out", "cost $", "p50 ms"):
         table.add_column(column, justify="right")
+    savings = [
+        (key, label)
+        for key, label in (
+            ("usd_saved_batch", "saved batch $"),
+            ("usd_saved_cache", "saved cache $"),
+        )
+        if any(t.get(key) for t in targets.values())
+    ]  # only when batching or prompt caching saved something
+    for _, label in savings:
+        table.add_column(label, justify="right")
     for name, t in targets.items():
         cells = [name, str(t.get("samples", 0))]
         cells += [format_score((t.get("scorers") or {}).get(scorer)) for scorer in scorers]
@@ -211,6 +236,7 @@ def result_tables(
             format_usd(t.get("cost_usd", 0.0)),
             "-" if t.get("latency_ms_p50") is None else f"{t['latency_ms_p50']:.0f}",
         ]
+        cells += [format_usd(t.get(key) or 0.0) for key, _ in savings]
         table.add_row(*cells)
     tables: list[RenderableType] = [table]
     found = group_columns(summary)

@@ -24,17 +24,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import ray
-
 from evalcluster.actors.run import NAMESPACE
 from evalcluster.errors import EvalclusterError, SpecError, TrackingError
 from evalcluster.jobs.executors import Executor, RayExecutor, choose_executor
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.samples import count_samples, iter_sample_batches
 from evalcluster.jobs.sequential_compare import SequentialComparison, start_comparison
-from evalcluster.jobs.shard import ShardContext, ShardOutcome
+from evalcluster.jobs.shard import ShardContext, ShardOutcome, batching_providers
 from evalcluster.jobs.simulators import started_simulators
 from evalcluster.jobs.summary import build_summary, target_results
+from evalcluster.lazy_ray import ray  # imported only by a run on Ray
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store, open_store
 from evalcluster.store.lake import iter_result_batches, shard_key
@@ -234,18 +233,27 @@ def run_suite(
     cwd = os.getcwd()
     with contextlib.ExitStack() as stack:
         tracking = None
+        open_tracking: Callable[[], Any] | None = None
         if options.tracking_uri and not options.address:
-            # MLflow in a process of its own (jobs/mlflow_worker.py): its import, its store and
-            # its logging run beside the shards, not before or after them. Not when joining a
-            # cluster: inside a Ray job, connecting replaces the working folder (see
-            # _return_to), which a relative sqlite:// store would be opened in.
+            # MLflow in a process of its own (jobs/mlflow_worker.py), not in the driver. Not
+            # when joining a cluster: inside a Ray job, connecting replaces the working folder
+            # (see _return_to), which a relative sqlite:// store would be opened in.
             from evalcluster.jobs.mlflow_worker import MlflowWorker
 
-            tracking = MlflowWorker(
-                options.tracking_uri, options.store, options.endpoint_url, run_id
-            )
-            # on every way out; a worker that never got the run's outcome marks it KILLED
-            stack.callback(tracking.close_input)
+            def open_tracking() -> MlflowWorker:
+                worker = MlflowWorker(
+                    options.tracking_uri, options.store, options.endpoint_url, run_id
+                )
+                # on every way out; a worker that never got the run's outcome marks it KILLED
+                stack.callback(worker.close_input)
+                return worker
+
+            if session is None:
+                # the caller waits for MLflow: open its run beside the shards
+                tracking = open_tracking()
+                open_tracking = None
+            # else the command detaches MLflow anyway: its worker starts once the requests
+            # are done, so that its import (seconds of CPU) does not compete with them
         if any(p.kind == "simulated" and not p.base_url for p in suite.spec.providers.values()):
             phase("starting simulators")
         providers = stack.enter_context(started_simulators(suite.spec.providers))
@@ -264,6 +272,7 @@ def run_suite(
                 cwd,
                 phase,
                 tracking=tracking,
+                open_tracking=open_tracking,
                 executor=executor,
                 detach_mlflow=session is not None,
             )
@@ -347,9 +356,13 @@ class _Driver:
         phase: Callable[[str], None] = lambda name: None,
         *,
         tracking: Any = None,
+        open_tracking: Callable[[], Any] | None = None,
         executor: Executor | None = None,
         detach_mlflow: bool = False,
     ):
+        # MLflow's worker made only when the requests are done (`_open_deferred_tracking`)
+        self.open_tracking = open_tracking
+        self._tracking_start: dict[str, Any] | None = None
         self.detach_mlflow = detach_mlflow  # leave MLflow's finish to its worker process
         self.executor: Executor = executor or RayExecutor(SHARD_CPUS)
         self.cwd = cwd
@@ -380,6 +393,10 @@ class _Driver:
         samples = count_samples(self.suite, max_samples=self.options.max_samples)
         epochs = self.suite.spec.epochs
         totals = {t: samples * epochs for t in self.targets}
+        # who batches: `mode: batch`, or `auto` with enough requests for the endpoint
+        self._batching = batching_providers(self.suite.spec, self.providers, samples * epochs)
+        if self._batching:
+            self.executor.widen_for_batches()
         self.live, opened = self.executor.open_run(
             self.run_id, self.suite.spec.name, totals, self.budget
         )
@@ -388,7 +405,7 @@ class _Driver:
             actors = self.executor.start_providers(self.suite.spec, self.providers)
             self.executor.get(opened)  # before any shard reports to it
             _return_to(self.cwd)
-            if self.options.tracking_uri:
+            if self.options.tracking_uri and self.open_tracking is None:
                 self.phase("starting MLflow")
             self._start_tracking(samples)
         except BaseException:
@@ -459,6 +476,7 @@ class _Driver:
             use_cache=not self.options.no_cache,
             priority=self.options.priority,
             budgeted=self.budget is not None,
+            batching=self._batching,
         )
         ctx_ref = self.executor.put(ctx)
         limit = self._max_inflight()
@@ -540,6 +558,9 @@ class _Driver:
         for ref in list(in_flight):
             with contextlib.suppress(Exception):
                 self.executor.cancel(ref)
+        if self._batching:  # after the shards: a cancelled batch's requests go nowhere
+            with contextlib.suppress(Exception):
+                self.executor.cancel_batches(self.run_id, self.providers, self._batching)
         ready = self.executor.wait(list(in_flight), num_returns=len(in_flight), timeout=2.0)
         for ref in ready:
             target, index = in_flight.pop(ref)
@@ -630,14 +651,18 @@ class _Driver:
             return
         self._last_progress = now
         with contextlib.suppress(Exception):
-            self.on_progress(self.executor.get(self.live.snapshot(), timeout=5))
+            snapshot = self.executor.get(self.live.snapshot(), timeout=5)
+            if self._batching:  # batches queued, at the provider, answered (BatchLane.snapshot)
+                batches = self.executor.batch_status(self.run_id, self.providers, self._batching)
+                snapshot = {**snapshot, "batches": batches}
+            self.on_progress(snapshot)
 
     # -- results ---------------------------------------------------------------------------
     def _start_tracking(self, samples: int) -> None:
         if not self.options.tracking_uri:
             return
-        if self.tracking is not None:  # the MLflow worker opens the run beside the shards
-            self.tracking.start(
+        if self.tracking is not None or self.open_tracking is not None:
+            start = dict(
                 tracking_uri=self.options.tracking_uri,
                 suite=self.suite.spec.name,
                 suite_version=self.suite.version,
@@ -650,6 +675,15 @@ class _Driver:
                     *([self.manifest.mlflow_run_id] if self.manifest.mlflow_run_id else []),
                 ],
             )
+            if self.tracking is not None:  # the MLflow worker opens the run beside the shards
+                self.tracking.start(**start)
+            else:
+                # Until the requests are done no MLflow run exists; the manifest says so, so
+                # that a run killed before then is not taken for one whose logging was lost.
+                self._tracking_start = start
+                self.manifest = self.manifest.model_copy(
+                    update={"mlflow_logging": "after_requests"}
+                )
             return
         try:
             from evalcluster.tracking import MlflowTracker
@@ -682,6 +716,14 @@ class _Driver:
             )
         except TrackingError as exc:
             self._tracking_failed(exc)
+
+    def _open_deferred_tracking(self) -> None:
+        """Start the MLflow worker deferred until the requests were done, and hand it the
+        run's start (its import then overlaps the summary)."""
+        if self.open_tracking is None or self._tracking_start is None or self.tracking:
+            return
+        self.tracking = self.open_tracking()
+        self.tracking.start(**self._tracking_start)
 
     def _merge_mlflow(self) -> None:
         """Record the MLflow worker's parent run in the manifest once it has one."""
@@ -729,6 +771,12 @@ class _Driver:
         scorer_names = [s.name or s.type for s in self.suite.spec.scorers]
         summary: dict[str, Any] = {}
         self._final_progress()  # the final count, before the summary and MLflow take their time
+        try:
+            self._open_deferred_tracking()
+        except Exception as exc:  # noqa: BLE001 - MLflow's failure must not lose the summary
+            self.mlflow_error = f"MLflow logging failed: could not start its worker: {exc}"
+            self.manifest = self.manifest.model_copy(update={"mlflow_logging": None})
+            log.warning(self.mlflow_error)
         self.phase("writing summary")
         try:
             summary = build_summary(self.store, self.run_id, self.suite, scorer_names, status)

@@ -19,9 +19,8 @@ import concurrent.futures
 from collections.abc import Iterable
 from typing import Any, Literal, Protocol
 
-import ray
-
 from evalcluster.errors import SpecError
+from evalcluster.lazy_ray import ray, ray_loaded_and_up
 
 ExecutorName = Literal["auto", "ray", "local"]
 EXECUTOR_NAMES: tuple[str, ...] = ("auto", "ray", "local")
@@ -68,6 +67,16 @@ class Executor(Protocol):
 
     def cancel(self, ref: Any) -> None: ...
 
+    def widen_for_batches(self) -> None: ...
+
+    def cancel_batches(
+        self, run_id: str, providers: dict[str, Any], names: Iterable[str]
+    ) -> None: ...
+
+    def batch_status(
+        self, run_id: str, providers: dict[str, Any], names: Iterable[str]
+    ) -> dict[str, int]: ...
+
     def close(self) -> None: ...
 
 
@@ -85,7 +94,7 @@ def choose_executor(requested: str, *, address: str | None) -> str:
         )
     if requested != "auto":
         return requested
-    return "ray" if address or ray.is_initialized() else "local"
+    return "ray" if address or ray_loaded_and_up() else "local"
 
 
 class RayExecutor:
@@ -139,6 +148,24 @@ class RayExecutor:
 
     def cancel(self, ref: Any) -> None:
         ray.cancel(ref, force=True)
+
+    def widen_for_batches(self) -> None:
+        """Nothing: Ray runs more shards when the running ones block (`max_inflight_shards`
+        queues more)."""
+
+    def cancel_batches(self, run_id: str, providers: dict[str, Any], names: Iterable[str]) -> None:
+        """Cancel the run's batches at the vendors of providers `names` (a cancelled run)."""
+        from evalcluster.actors.provider import cancel_run_batches
+
+        cancel_run_batches(run_id, providers, names)
+
+    def batch_status(
+        self, run_id: str, providers: dict[str, Any], names: Iterable[str]
+    ) -> dict[str, int]:
+        """The run's batch progress at providers `names` (`BatchLane.snapshot`, summed)."""
+        from evalcluster.actors.provider import run_batch_status
+
+        return run_batch_status(run_id, providers, names)
 
     def close(self) -> None:
         pass

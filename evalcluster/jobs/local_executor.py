@@ -36,6 +36,8 @@ from evalcluster.spec.models import ProviderConfig, SuiteSpec
 # their first commit at 0.29-0.33 s with two, 0.43-0.74 s with four; 5,000 at zero latency
 # took 1.31-1.52 s with two, 1.71-1.99 s with four (benchmarks/README.md, "Overhead timeline").
 LOCAL_SHARD_THREADS = 2
+# Shards at once when a provider batches: each mostly waits for its batches at the vendor.
+BATCH_SHARD_THREADS = 32
 WAIT_SLICE_S = 0.25  # how often a waiting shard looks whether it was abandoned
 
 
@@ -47,6 +49,9 @@ def _provider_class() -> type:
     """The provider actor's own class, without Ray's actor wrapper."""
     from evalcluster.actors.provider import ProviderActor
 
+    plain = getattr(ProviderActor, "__wrapped__", None)  # lazy_ray's deferred actor
+    if plain is not None:
+        return plain
     modified = ProviderActor.__ray_metadata__.modified_class
     return getattr(modified, "__ray_actor_class__", modified.__mro__[1])
 
@@ -136,12 +141,32 @@ class LocalEndpoints:
     def caller(self, name: str, abandoned: threading.Event | None = None) -> LocalCaller:
         return LocalCaller(self, self.endpoint(name), abandoned)
 
+    def batch_status(self, run_id: str, names: Iterable[str]) -> dict[str, int]:
+        from evalcluster.actors.provider import sum_batch_status
+
+        statuses = []
+        for name in names:
+            endpoint = self._endpoints.get(name)
+            if endpoint is not None:
+                coro = endpoint.batch_status(run_id)
+                statuses.append(asyncio.run_coroutine_threadsafe(coro, self._loop).result(5))
+        return sum_batch_status(statuses)
+
+    def cancel_batches(self, run_id: str, names: Iterable[str]) -> None:
+        for name in names:
+            endpoint = self._endpoints.get(name)
+            if endpoint is not None:
+                coro = endpoint.cancel_run(run_id)
+                asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
     def started(self) -> list[str]:
         return sorted(self._endpoints)
 
     def close(self) -> None:
         async def close_all() -> None:
             for endpoint in list(self._endpoints.values()):
+                with contextlib.suppress(Exception):
+                    await endpoint.close_lanes()
                 with contextlib.suppress(Exception):
                     await endpoint.adapter.aclose()
 
@@ -201,9 +226,11 @@ class LocalCaller:
         self._endpoint = endpoint
         self._abandoned = abandoned
 
-    def send(self, run_id: str, requests: list[Any], priority: float) -> concurrent.futures.Future:
+    def send(
+        self, run_id: str, requests: list[Any], priority: float, **batch: Any
+    ) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(
-            self._endpoint.complete_batch(run_id, requests, priority), self._loop
+            self._endpoint.complete_batch(run_id, requests, priority, **batch), self._loop
         )
 
     def wait_one(self, pending: Sequence[concurrent.futures.Future]) -> Any:
@@ -252,6 +279,17 @@ class LocalExecutor:
     def shard_slots(self) -> int:
         return self.threads
 
+    def widen_for_batches(self) -> None:
+        """Run `BATCH_SHARD_THREADS` shards at once (called before the first shard): a shard
+        whose provider batches waits out the vendor's turnaround, and with two at a time the
+        run would wait one turnaround per two shards."""
+        if self.threads < BATCH_SHARD_THREADS and not self._abandon:
+            self._pool.shutdown(wait=False)
+            self.threads = BATCH_SHARD_THREADS
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.threads, thread_name_prefix="evalcluster-shard"
+            )
+
     def put(self, value: Any) -> Any:
         return value
 
@@ -292,6 +330,17 @@ class LocalExecutor:
         if event is not None:
             event.set()
         ref.cancel()  # one not started yet never starts
+
+    def cancel_batches(self, run_id: str, providers: dict[str, Any], names: Iterable[str]) -> None:
+        """Cancel the run's batches at the vendors of the started endpoints among `names`."""
+        if self.endpoints is not None:
+            self.endpoints.cancel_batches(run_id, names)
+
+    def batch_status(
+        self, run_id: str, providers: dict[str, Any], names: Iterable[str]
+    ) -> dict[str, int]:
+        """The run's batch progress at the started endpoints among `names`."""
+        return {} if self.endpoints is None else self.endpoints.batch_status(run_id, names)
 
     def close(self) -> None:
         for event in list(self._abandon.values()):

@@ -3,16 +3,20 @@
 Importing MLflow and opening its store take about 2 s of CPU, and finishing a run (child runs,
 metrics, up to 1,000 sample traces) 1.5-2 s more: as long as the requests of a typical suite.
 In the driver they held up the first request and the result. Here they run in a child process
-(`python -m evalcluster.jobs.mlflow_worker`) that the driver starts with the run: it imports
-MLflow and opens the parent run while the shards run, and logs the outcome when the driver
-hands it over. The driver's side is `MlflowWorker`; the two speak in pickles over the child's
-stdin and stdout (one trusted process talking to the child it started).
+(`python -m evalcluster.jobs.mlflow_worker`) that the driver starts (with the run, or after its
+requests on the command line): it imports MLflow and opens the parent run, and logs the
+outcome when the driver hands it over. The driver's side is `MlflowWorker`; the two speak in
+pickles over the child's stdin and stdout (one trusted process talking to the child it
+started).
 
 The worker records what it did at ``runs/run_id=<id>/_mlflow.json`` (`read_mlflow_status`):
 ``running`` with the parent's MLflow id once it exists, then ``logged``, ``failed`` (with the
 error) or ``killed``. A driver that dies (SIGKILL) closes the pipe: the worker closes the
 parent run as KILLED, as the next resume would. A command-line run does not wait for the
-worker: its manifest says ``mlflow_logging: detached`` and the worker finishes alone.
+worker, and starts it only once the requests are done (`jobs/driver.py`): MLflow's import is
+about 2 s of CPU, and at zero latency the requests are CPU-bound too. Until then the manifest
+says ``mlflow_logging: after_requests`` and no MLflow run exists (a run killed then has none;
+its resume logs the whole run); then ``detached``, and the worker finishes alone.
 """
 
 from __future__ import annotations

@@ -139,6 +139,9 @@ NOT_IDENTITY = frozenset(
         "allow_private_network",
         "from_client",  # set by the service on a client's providers: network policy only
         "client_networks",  # the same
+        "mode",  # the same request by batch or not: the answer is the same
+        "batch",  # how batches are gathered and polled
+        "prompt_cache",  # a cache_control mark changes the price, not the answer
     }
 )
 # The simulator's pure timing, rate and error options (errors are never cached).

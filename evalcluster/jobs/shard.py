@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
-import ray
 
-from evalcluster.actors.provider import provider_actor_name
+from evalcluster.actors.provider import BatchRoute, provider_actor_name
 from evalcluster.actors.run import NAMESPACE, ProgressDelta, RunHandle
 from evalcluster.jobs.budget import projected_cost
 from evalcluster.jobs.executors import resolve
@@ -32,8 +31,10 @@ from evalcluster.jobs.samples import (
     is_sampling,
     request_hash,
 )
+from evalcluster.lazy_ray import ray
 from evalcluster.providers.base import CompletionRequest
 from evalcluster.providers.calls import CallResult
+from evalcluster.providers.pricing import BATCH_DISCOUNT, price_for
 from evalcluster.scoring import Score, build_scorers
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.spec.models import ProviderConfig, TargetSpec
@@ -46,7 +47,8 @@ CHUNK_SIZE = 64
 # calls are done): a registry call costs about a millisecond of CPU on each side.
 REPORT_EVERY_S = 0.5
 # Times a chunk is sent again after its provider actor died with it (Ray restarts the actor).
-ACTOR_RETRIES = 3
+ACTOR_RETRIES = 5
+ACTOR_RETRY_WAIT_S = 1.0  # then 2, 4, 8, 16: a restart has about half a minute
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class ShardContext:
     # The in-process executor's endpoints (`jobs/local_executor.LocalEndpoints`); None: the
     # cluster's provider actors, found by name.
     endpoints: Any = None
+    # Providers this run sends by the vendor's batch API (`ProviderConfig.batches`, decided
+    # by the driver, which knows how many requests each endpoint gets: `batching_providers`).
+    batching: frozenset[str] = frozenset()
 
     def target(self, name: str) -> TargetSpec:
         for target in (*self.suite.spec.targets, *self.suite.spec.judges):
@@ -218,17 +223,33 @@ class ShardEvaluator:
             self._flush_progress()
             return None
         endpoint = self._caller(target.provider, provider)
+        route = None
+        if target.provider in self.ctx.batching:
+            route = BatchRoute(self.ctx.store, target.name, self.index)
+
+        def send(chunk: list[Any]) -> Any:
+            if route is None:
+                return endpoint.send(self.ctx.run_id, [c.request for c in chunk], self.ctx.priority)
+            return endpoint.send(self.ctx.run_id, [c.request for c in chunk], self.ctx.priority,
+                                 hashes=[c.hash for c in chunk], batch=route)  # fmt: skip
+
         in_flight: dict[Any, tuple[list[Any], float]] = {}
         stopped = None
         for start in range(0, len(items), CHUNK_SIZE):
             chunk = items[start : start + CHUNK_SIZE]
             reserve = 0.0
             if self.ctx.budgeted:
-                reserve = sum(projected_cost(provider, c.request) for c in chunk)
+                # Reserved at the rate that will be charged (a retried line is charged sync,
+                # but its batch line then cost nothing).
+                reserve = sum(
+                    projected_cost(provider, c.request)
+                    * (batch_discount(provider, c.request.model) if route else 1.0)
+                    for c in chunk
+                )
                 if not self._reserve(reserve):
                     stopped = "cancelled" if self._cancelled() else "budget_exhausted"
                     break
-            ref = endpoint.send(self.ctx.run_id, [c.request for c in chunk], self.ctx.priority)
+            ref = send(chunk)
             in_flight[ref] = (chunk, reserve)
         lost: dict[Any, int] = {}  # how many times each chunk was lost so far
         while in_flight:
@@ -240,9 +261,12 @@ class ShardEvaluator:
             except endpoint.lost:
                 # The actor died (or restarted) holding this chunk: its answers are lost, so
                 # the chunk goes again; results are keyed by hash, so nothing is duplicated.
+                # A restart after a node loss takes seconds (more on a busy machine): wait
+                # before each try, or every try meets the same restarting actor.
                 if tries >= ACTOR_RETRIES:
                     raise
-                ref = endpoint.send(self.ctx.run_id, [c.request for c in chunk], self.ctx.priority)
+                time.sleep(ACTOR_RETRY_WAIT_S * 2**tries)
+                ref = send(chunk)
                 in_flight[ref] = (chunk, reserve)
                 lost[ref] = tries + 1
                 continue
@@ -324,6 +348,10 @@ class ShardEvaluator:
             "judge_input_tokens": 0,
             "judge_output_tokens": 0,
             "judge_cost_usd": 0.0,
+            "batch": result.batch,
+            "cached_input_tokens": result.cached_input_tokens,
+            "usd_saved_batch": result.usd_saved_batch,
+            "usd_saved_cache": result.usd_saved_cache,
         }
         verdicts = {}
         for scorer in self.scorers:
@@ -366,6 +394,8 @@ class ShardEvaluator:
         row["judge_input_tokens"] += verdict.input_tokens
         row["judge_output_tokens"] += verdict.output_tokens
         row["judge_cost_usd"] += verdict.cost_usd
+        row["usd_saved_batch"] += verdict.usd_saved_batch
+        row["usd_saved_cache"] += verdict.usd_saved_cache
         if not verdict.ok:
             return Score(None, "judge call failed"), {
                 "error_kind": verdict.error_kind,
@@ -419,13 +449,22 @@ class _ActorCaller:
     """A shard's chunks to a provider actor: `send` is ``complete_batch.remote``; a chunk whose
     actor died with it raises one of `lost` from `result` and is sent again."""
 
-    lost: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError,)
-
     def __init__(self, actor: Any) -> None:
         self.actor = actor
+        self.lost: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError,)
 
-    def send(self, run_id: str, requests: list[CompletionRequest], priority: float) -> Any:
-        return self.actor.complete_batch.remote(run_id, requests, priority)
+    def send(
+        self,
+        run_id: str,
+        requests: list[CompletionRequest],
+        priority: float,
+        *,
+        hashes: list[str] | None = None,
+        batch: BatchRoute | None = None,
+    ) -> Any:
+        if batch is None:
+            return self.actor.complete_batch.remote(run_id, requests, priority)
+        return self.actor.complete_batch.remote(run_id, requests, priority, (), hashes, batch)
 
     def wait_one(self, pending: list[Any]) -> Any:
         ready, _ = ray.wait(pending, num_returns=1)
@@ -433,3 +472,24 @@ class _ActorCaller:
 
     def result(self, ref: Any) -> list[CallResult]:
         return ray.get(ref)
+
+
+def batch_discount(provider: ProviderConfig, model: str) -> float:
+    """The share of the sync price a batched request of `model` is charged."""
+    if provider.pricing is not None and provider.pricing.batch_discount is not None:
+        return provider.pricing.batch_discount
+    price = price_for(model)
+    return price.batch_discount if price is not None else BATCH_DISCOUNT
+
+
+def batching_providers(
+    spec: Any, providers: dict[str, ProviderConfig], requests_per_target: int
+) -> frozenset[str]:
+    """The providers a run sends by batch: `mode: batch`, or `mode: auto` and the run sends
+    the endpoint (its targets and judges together) at least `AUTO_BATCH_MIN_REQUESTS`."""
+    counts: dict[str, int] = {}
+    for target in (*spec.targets, *spec.judges):
+        counts[target.provider] = counts.get(target.provider, 0) + requests_per_target
+    return frozenset(
+        name for name, n in counts.items() if name in providers and providers[name].batches(n)
+    )

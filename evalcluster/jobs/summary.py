@@ -42,7 +42,7 @@ from evalcluster.scoring.stats import ScoreAccumulator, group_key
 from evalcluster.scoring.summary import default_pass_ks
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store
-from evalcluster.store.lake import list_shards
+from evalcluster.store.lake import ADDED_FIELDS, list_shards
 
 CONFIDENCE = 0.95
 PASS_THRESHOLD = 1.0
@@ -78,6 +78,10 @@ class _TargetAcc:
     judge_input_tokens: int = 0
     judge_output_tokens: int = 0
     judge_cost_usd: float = 0.0
+    batch_rows: int = 0
+    cached_input_tokens: int = 0
+    usd_saved_batch: float = 0.0
+    usd_saved_cache: float = 0.0
     latencies: list[float] = field(default_factory=list)
     latency_seen: int = 0
     served_by: Counter[str] = field(default_factory=Counter)
@@ -112,6 +116,7 @@ def build_summary(
         "judge_cost_usd",
         "latency_ms",
         "served_by",
+        *ADDED_FIELDS,  # null in files written before they existed
         *(["metadata"] if group_by or cluster else []),  # only groups and clusters read it
         *(score_column(s) for s in scorer_names),
     ]
@@ -122,7 +127,7 @@ def build_summary(
     for _, same_index in groupby(shards, key=lambda s: s.index):
         means: dict[str, _ShardMeans] = {}
         for shard in same_index:
-            table = pq.read_table(io.BytesIO(store.get(shard.key)), columns=columns)
+            table = _read_shard(store.get(shard.key), columns)
             means[shard.target] = _add_shard(
                 targets[shard.target], table, scorer_names, group_by, cluster, epochs, rng
             )
@@ -139,8 +144,22 @@ def build_summary(
             name: _target_dict(acc, epochs, cluster is not None)
             for name, acc in sorted(targets.items())
         },
+        # What the vendors' batch APIs and prompt caches saved, all targets and judges.
+        "usd_saved_batch": round(math.fsum(t.usd_saved_batch for t in targets.values()), 10),
+        "usd_saved_cache": round(math.fsum(t.usd_saved_cache for t in targets.values()), 10),
         "paired": _paired_list(pairs, order, scorer_names),
     }
+
+
+def _read_shard(data: bytes, columns: list[str]) -> pa.Table:
+    """The shard file's `columns`; an `ADDED_FIELDS` column the file predates reads as null."""
+    parquet = pq.ParquetFile(io.BytesIO(data))
+    present = set(parquet.schema_arrow.names)
+    table = parquet.read(columns=[c for c in columns if c in present or c not in ADDED_FIELDS])
+    for name in columns:
+        if name not in present and name in ADDED_FIELDS:
+            table = table.append_column(name, pa.nulls(table.num_rows))
+    return table
 
 
 def _add_pairs(
@@ -204,6 +223,10 @@ def _add_shard(
     for cost in c["judge_cost_usd"]:
         t.judge_cost_usd += cost
     t.served_by.update(c["served_by"])
+    t.batch_rows += sum(1 for batched in c["batch"] if batched)
+    t.cached_input_tokens += sum(n for n in c["cached_input_tokens"] if n)
+    t.usd_saved_batch += math.fsum(v for v in c["usd_saved_batch"] if v)
+    t.usd_saved_cache += math.fsum(v for v in c["usd_saved_cache"] if v)
     t.cache_hits += sum(1 for hit in hits if hit)
     t.errors.update(error for error in errors if error)
     for error, hit, latency in zip(errors, hits, c["latency_ms"], strict=True):
@@ -296,6 +319,10 @@ def _target_dict(t: _TargetAcc, epochs: int, clustered: bool) -> dict[str, Any]:
         "judge_input_tokens": t.judge_input_tokens,
         "judge_output_tokens": t.judge_output_tokens,
         "judge_cost_usd": round(t.judge_cost_usd, 10),
+        "batch_rows": t.batch_rows,
+        "cached_input_tokens": t.cached_input_tokens,
+        "usd_saved_batch": round(t.usd_saved_batch, 10),
+        "usd_saved_cache": round(t.usd_saved_cache, 10),
         "latency_ms_p50": None if latencies is None else float(np.percentile(latencies, 50)),
         "latency_ms_p95": None if latencies is None else float(np.percentile(latencies, 95)),
         "served_by": dict(t.served_by),
@@ -344,6 +371,9 @@ def target_results(suite: LoadedSuite, summary: dict[str, Any]) -> list[Any]:
             "tokens/output": t["output_tokens"],
             "cost_usd": t["cost_usd"] + t["judge_cost_usd"],
             "errors": t["errors"],
+            # .get: a summary.json written before the savings were recorded
+            "cost_usd/saved_batch": t.get("usd_saved_batch", 0.0),
+            "cost_usd/saved_cache": t.get("usd_saved_cache", 0.0),
         }
         for key in ("p50", "p95"):
             if t[f"latency_ms_{key}"] is not None:

@@ -25,6 +25,12 @@ class CallResult:
     cost_usd: float = 0.0
     error_kind: str | None = None
     error: str | None = None
+    batch: bool = False  # answered through the vendor's batch API (billed at the batch rate)
+    cached_input_tokens: int = 0  # input tokens read from the vendor's prompt cache
+    # What this call would have cost sent sync with no prompt cache, less `cost_usd`, split
+    # by cause (`pricing.cost_breakdown`); 0 when nothing prices the model.
+    usd_saved_batch: float = 0.0
+    usd_saved_cache: float = 0.0
 
     @property
     def ok(self) -> bool:

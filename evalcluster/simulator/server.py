@@ -185,7 +185,13 @@ class SimulatorServer:
         elif fault == "dropped":
             outcome = Forced(Drop())
         else:
-            reply = HttpReply.json(200, fmt.success(sim, result))
+            answer = fmt.success(sim, result)
+            # The vendors' prompt caches, shared with the batch routes as the vendors' are.
+            use = self.batches.cache.annotate(
+                fmt.name, body, sim.model, answer, config.cache_ttl_s, config.cache_min_tokens
+            )
+            self.stats.cached_tokens += use.read
+            reply = HttpReply.json(200, answer)
             outcome = Forced(reply, result.input_tokens, result.output_tokens)
             fault = "ok"
         return await self._carry_out(fmt, fault, outcome, config)

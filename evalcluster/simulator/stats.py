@@ -28,6 +28,7 @@ class Stats:
         self.by_format_outcome: dict[str, Counter[str]] = {}
         self.tokens_in = 0
         self.tokens_out = 0
+        self.cached_tokens = 0  # prompt tokens the sync routes reported read from the cache
         self.since = time.time()
         self.in_flight = getattr(self, "in_flight", 0)
 
@@ -54,6 +55,7 @@ class Stats:
             "by_format_outcome": {k: dict(v) for k, v in self.by_format_outcome.items()},
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "cached_tokens": self.cached_tokens,
             "in_flight": self.in_flight,
             "since": self.since,
         }

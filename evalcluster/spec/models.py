@@ -183,6 +183,27 @@ class SimulatorOptions(StrictModel):
         return v
 
 
+ProviderMode = Literal["sync", "batch", "auto"]
+# `mode: auto` batches an endpoint that a run sends at least this many requests: below it the
+# half price saves cents while the answers wait minutes to hours instead of seconds.
+AUTO_BATCH_MIN_REQUESTS = 1000
+# Kinds with a vendor batch API (`providers/batch`); `simulated` speaks all three formats'.
+BATCH_KINDS = frozenset({"openai", "anthropic", "gemini", "simulated"})
+
+
+class BatchModeConfig(StrictModel):
+    """How a provider in batch mode gathers and watches its batches (`actors/batch_lane.py`)."""
+
+    max_batch_requests: int = Field(
+        1000, ge=1, le=50_000, description="A batch is sent once it holds this many requests."
+    )
+    max_wait_s: float = Field(
+        5.0, ge=0, le=3600, description="...or once its oldest request has waited this long."
+    )
+    poll_initial_s: float = Field(1.0, gt=0, le=3600, description="First delay between polls.")
+    poll_max_s: float = Field(60.0, gt=0, le=3600, description="Longest delay between polls.")
+
+
 class ProviderConfig(StrictModel):
     """One provider endpoint. One Ray actor per endpoint owns its limits for the cluster."""
 
@@ -228,11 +249,36 @@ class ProviderConfig(StrictModel):
         "(CIDR) such a provider may reach. A suite's own value is overwritten.",
     )
     simulator: SimulatorOptions = Field(default_factory=SimulatorOptions)
+    mode: ProviderMode = Field(
+        "sync",
+        description="sync: one HTTP call per request. batch: the vendor's batch API (half "
+        "price, answers within the vendor's window, durable across a driver restart). auto: "
+        f"batch when the run sends this endpoint at least {AUTO_BATCH_MIN_REQUESTS} requests.",
+        # Left out of dumps at the default, so suites written before it keep their versions.
+        exclude_if=lambda value: value == "sync",
+    )
+    batch: BatchModeConfig = Field(
+        default_factory=BatchModeConfig,
+        description="Batch mode's gathering and polling.",
+        exclude_if=lambda value: value == BatchModeConfig(),
+    )
+    prompt_cache: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: mark a system prompt long enough for the vendor's prompt cache "
+        "(Anthropic cache_control, from about 1,024 tokens); off: never mark it.",
+        exclude_if=lambda value: value == "auto",
+    )
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
         return _check_kind(v)
+
+    def batches(self, requests: int) -> bool:
+        """Whether this endpoint answers a run that sends it `requests` requests by batch."""
+        if self.mode == "auto":
+            return requests >= AUTO_BATCH_MIN_REQUESTS
+        return self.mode == "batch"
 
     @model_validator(mode="after")
     def _check_kind_fields(self) -> ProviderConfig:
@@ -242,6 +288,11 @@ class ProviderConfig(StrictModel):
             raise ValueError("kind 'custom' needs a 'custom' block (url, body_template, text_path)")
         if self.kind in ("local",) and not self.base_url:
             raise ValueError(f"kind {self.kind!r} needs base_url")
+        if self.mode != "sync" and self.kind not in BATCH_KINDS:
+            raise ValueError(
+                f"mode {self.mode!r} needs a kind with a batch API "
+                f"({', '.join(sorted(BATCH_KINDS))}); kind {self.kind!r} has none: use mode 'sync'"
+            )
         return self
 
 

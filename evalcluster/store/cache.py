@@ -35,6 +35,7 @@ _SCHEMA = pa.schema(
         ("cost_usd", pa.float64()),
         ("latency_ms", pa.float64()),
         ("served_by", pa.string()),
+        ("cached_input_tokens", pa.int64()),  # null in entries written before it existed
     ]
 )
 
@@ -50,9 +51,11 @@ class CacheEntry:
     cost_usd: float  # what the answer cost when it was bought
     latency_ms: float
     served_by: str
+    cached_input_tokens: int | None = 0
 
     def to_call_result(self) -> CallResult:
-        """A reused answer: the original usage, no attempt made and nothing spent now."""
+        """A reused answer: the original usage, no attempt made and nothing spent (or saved)
+        now, and not a batch answer."""
         return CallResult(
             served_by=self.served_by,
             attempts=0,
@@ -63,6 +66,7 @@ class CacheEntry:
             output_tokens=self.output_tokens,
             usage_estimated=self.usage_estimated,
             cost_usd=0.0,
+            cached_input_tokens=self.cached_input_tokens or 0,
         )
 
 
@@ -80,6 +84,7 @@ def cache_entry_from_call(result: CallResult, request_hash: str = "") -> CacheEn
         cost_usd=result.cost_usd,
         latency_ms=result.latency_ms,
         served_by=result.served_by,
+        cached_input_tokens=result.cached_input_tokens,
     )
 
 

@@ -47,6 +47,7 @@ from evalcluster.store.layout import (
 )
 
 __all__ = [
+    "ADDED_FIELDS",
     "BASE_FIELDS",
     "commit_shard",
     "iter_result_batches",
@@ -92,8 +93,18 @@ BASE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("judge_input_tokens", pa.int64(), nullable=False),
     pa.field("judge_output_tokens", pa.int64(), nullable=False),
     pa.field("judge_cost_usd", pa.float64(), nullable=False),
+    # What was paid: the answer came through the batch API; input tokens read from the
+    # vendor's prompt cache; what batching and caching saved on the row's calls (the answer's
+    # and its judges'), against the same calls sent sync with no cache.
+    pa.field("batch", pa.bool_(), nullable=False),
+    pa.field("cached_input_tokens", pa.int64(), nullable=False),
+    pa.field("usd_saved_batch", pa.float64(), nullable=False),
+    pa.field("usd_saved_cache", pa.float64(), nullable=False),
 )
-"""The columns every result file has, in order; ``score_<name>`` columns follow."""
+"""The columns every result file has, in order; ``score_<name>`` columns follow. Files written
+before `ADDED_FIELDS` existed lack them: readers give them as null."""
+
+ADDED_FIELDS = frozenset({"batch", "cached_input_tokens", "usd_saved_batch", "usd_saved_cache"})
 
 
 # Hive partition columns: they are in the path (run_id=<id>/target=<name>/), not in the files.
@@ -295,10 +306,30 @@ def _check_columns(
         return None
     columns = [c for c in columns if c not in PARTITION_COLUMNS]
     available = set(parquet.schema_arrow.names)
-    unknown = [c for c in columns if c not in available]
+    unknown = [c for c in columns if c not in available and c not in ADDED_FIELDS]
     if unknown:
         raise StoreError(f"no column {unknown[0]!r} in the results of {where}")
-    return list(columns)
+    return [c for c in columns if c in available]  # an older file's missing ADDED_FIELDS: null
+
+
+_BASE_BY_NAME = {f.name: f for f in BASE_FIELDS}
+
+
+def _fill_added(table: pa.Table, columns: Sequence[str] | None) -> pa.Table:
+    """An older file's table with the `ADDED_FIELDS` it lacks as null columns, where
+    `result_schema` has them (or wherever `columns` selects them)."""
+    wanted = ADDED_FIELDS if columns is None else ADDED_FIELDS.intersection(columns)
+    missing = [f for f in BASE_FIELDS if f.name in wanted and f.name not in table.column_names]
+    if not missing:
+        return table
+    position = next(
+        (i for i, name in enumerate(table.column_names) if name.startswith(SCORE_PREFIX)),
+        table.num_columns,
+    )
+    for offset, f in enumerate(missing):
+        field = pa.field(f.name, f.type)  # nullable: the file never had it
+        table = table.add_column(position + offset, field, pa.nulls(table.num_rows, f.type))
+    return table
 
 
 def _with_partitions(
@@ -317,6 +348,7 @@ def _with_partitions(
             pa.field("target", pa.string(), nullable=False),
             pa.array([target] * n, pa.string()),
         )
+    table = _fill_added(table, columns)
     return table if columns is None else table.select(list(columns))
 
 

@@ -100,7 +100,8 @@ class RunManifest(BaseModel):
     mlflow_logging: str | None = Field(
         None,
         description="'detached': MLflow is logged by a process that outlived the driver "
-        "(jobs/mlflow_worker.py); its outcome is in _mlflow.json.",
+        "(jobs/mlflow_worker.py); its outcome is in _mlflow.json. 'after_requests': that process "
+        "starts once the requests are done, so no MLflow run exists yet (none, if killed now).",
     )
     error: str | None = None
     comparison: dict[str, Any] | None = Field(

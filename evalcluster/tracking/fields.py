@@ -39,7 +39,8 @@ ROLE_TARGET = "target"
 GENERATION_PARAM_PREFIX = "params."
 
 # Metrics whose parent copy is also summed over the targets into an unprefixed total.
-SUMMED_METRICS = ("cost_usd", "tokens/input", "tokens/output", "errors")
+SUMMED_METRICS = ("cost_usd", "tokens/input", "tokens/output", "errors",
+                  "cost_usd/saved_batch", "cost_usd/saved_cache")  # fmt: skip
 
 # MLflow's limits (mlflow.utils.validation): param values 6000 chars, tag values 8000 chars.
 MAX_PARAM_VALUE = 6000

@@ -67,7 +67,8 @@ class TargetResult:
     sample_count: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     """``<scorer>/mean``, ``<scorer>/stderr``, ``tokens/input``, ``tokens/output``,
-    ``cost_usd``, ``latency_ms/p50``, ``latency_ms/p95``, ``errors``."""
+    ``cost_usd``, ``cost_usd/saved_batch``, ``cost_usd/saved_cache`` (what the vendors' batch
+    APIs and prompt caches saved), ``latency_ms/p50``, ``latency_ms/p95``, ``errors``."""
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,10 @@ def _rows(run_id: str, target: str, scores: np.ndarray, tokens: tuple[int, int])
             "judge_input_tokens": 0,
             "judge_output_tokens": 0,
             "judge_cost_usd": 0.0,
+            "batch": False,
+            "cached_input_tokens": 0,
+            "usd_saved_batch": 0.0,
+            "usd_saved_cache": 0.0,
             "score_exact": float(s),
         }
         for i, s in enumerate(scores)

@@ -52,6 +52,9 @@ DENIED = {
     "allow_private_network",
     "from_client",
     "client_networks",
+    "mode",
+    "batch",
+    "prompt_cache",
 }
 SIMULATOR_DENIED = {"latency_ms", "jitter_ms", "rpm", "tpm", "error_rate"}
 KINDS = tuple(sorted(BUILTIN_PROVIDER_KINDS))

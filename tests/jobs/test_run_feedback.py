@@ -112,6 +112,7 @@ def test_the_last_frame_shows_the_final_count_before_mlflow_is_written(monkeypat
     d = object.__new__(driver._Driver)
     d.executor = SimpleNamespace(get=lambda ref, timeout=None: ref)
     d.tracking = None
+    d.open_tracking = None
     d.comparison = None
     shard = SimpleNamespace(rows=100)
     d.manifest = SimpleNamespace(

@@ -98,6 +98,10 @@ def result_row(run_id: str, target: str, n: int, **overrides) -> dict:
         "judge_input_tokens": 0,
         "judge_output_tokens": 0,
         "judge_cost_usd": 0.0,
+        "batch": False,
+        "cached_input_tokens": 0,
+        "usd_saved_batch": 0.0,
+        "usd_saved_cache": 0.0,
         "score_exact": 1.0,
         "score_numeric": None if n % 5 == 0 else 1.0,
     }

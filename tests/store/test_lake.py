@@ -32,7 +32,8 @@ EXPECTED_COLUMNS = [
     "epoch", "prompt", "reference", "output", "finish_reason", "input_tokens", "output_tokens",
     "usage_estimated", "cost_usd", "latency_ms", "attempts", "cache_hit", "error_kind", "error",
     "request_hash", "finished_at", "metadata", "judge", "judge_input_tokens",
-    "judge_output_tokens", "judge_cost_usd", "score_exact", "score_numeric",
+    "judge_output_tokens", "judge_cost_usd", "batch", "cached_input_tokens", "usd_saved_batch",
+    "usd_saved_cache", "score_exact", "score_numeric",
 ]  # fmt: skip
 
 

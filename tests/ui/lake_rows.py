@@ -48,6 +48,10 @@ def make_row(run_id: str, target: str, i: int, **overrides: Any) -> dict[str, An
         "judge_input_tokens": 0,
         "judge_output_tokens": 0,
         "judge_cost_usd": 0.0,
+        "batch": False,
+        "cached_input_tokens": 0,
+        "usd_saved_batch": 0.0,
+        "usd_saved_cache": 0.0,
         "score_exact": 1.0 if right else 0.0,
         "score_numeric": 1.0 if right else 0.0,
     }

@@ -113,17 +113,41 @@ class AnthropicFormat(WireFormat):
         stop = body.get("stop_sequences") or []
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise RequestInvalid("stop_sequences: Input should be a list of strings")
-        return SimRequest(model, prompt, input_tokens, max_tokens, tuple(s for s in stop if s))
+        last = messages[-1]
+        asks = last["role"] == "user" and not _has_block(last.get("content"), "tool_result")
+        return SimRequest(
+            model,
+            prompt,
+            input_tokens,
+            max_tokens,
+            tuple(s for s in stop if s),
+            call_tool=_first_tool(body.get("tools")) if asks else None,
+        )
 
     def success(self, request: SimRequest, result: SimResult) -> dict[str, Any]:
-        content = [{"type": "text", "text": result.text}] if result.text else []
+        content: list[dict[str, Any]] = (
+            [{"type": "text", "text": result.text}] if result.text else []
+        )
+        stop_reason = _STOP_REASON[result.finish]
+        if request.call_tool is not None and stop_reason != "refusal":
+            # As the OpenAI format does: the model calls the first tool offered with the
+            # user's text as its input, instead of answering.
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": new_id("toolu_"),
+                    "name": request.call_tool,
+                    "input": {"input": request.prompt},
+                }
+            ]
+            stop_reason = "tool_use"
         return {
             "id": new_id("msg_"),
             "type": "message",
             "role": "assistant",
             "model": request.model,
             "content": content,
-            "stop_reason": _STOP_REASON[result.finish],
+            "stop_reason": stop_reason,
             "stop_sequence": result.stop_sequence,
             "usage": {
                 "input_tokens": result.input_tokens,
@@ -182,3 +206,19 @@ def _blocks_text(content: Any, where: str) -> str:
                 texts.append(block["text"])
         return "\n".join(texts)
     raise RequestInvalid(f"{where}: Input should be a string or a list of blocks", where)
+
+
+def _has_block(content: Any, kind: str) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") == kind for b in content
+    )
+
+
+def _first_tool(tools: Any) -> str | None:
+    """The name of the first tool a request offers, if any."""
+    if not isinstance(tools, list) or not tools:
+        return None
+    first = tools[0]
+    if not isinstance(first, dict) or not isinstance(first.get("name"), str):
+        raise RequestInvalid("tools.0.name: Field required", "tools.0.name")
+    return first["name"]

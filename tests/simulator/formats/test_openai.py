@@ -25,6 +25,7 @@ def test_chat_completion_has_the_documented_shape_and_exact_usage(sim, client):
         "prompt_tokens": expected_in,
         "completion_tokens": 1,
         "total_tokens": expected_in + 1,
+        "prompt_tokens_details": {"cached_tokens": 0},  # as OpenAI sends it: no cache read
     }
 
 
