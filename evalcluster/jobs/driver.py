@@ -410,7 +410,8 @@ class _Driver:
             self._start_tracking(samples)
         except BaseException:
             with contextlib.suppress(Exception):  # else it would look live for good
-                self.live.close()
+                # waited for: a caller that looks the run up next must find it closed
+                self.executor.get(self.live.close(), timeout=10)
             raise
         self._set_status("running", wait=False)
         self.phase("stopping" if self.cancel.requested else "running")
