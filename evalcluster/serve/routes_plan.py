@@ -13,16 +13,19 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import Field, field_validator, model_validator
 
-from evalcluster.errors import SpecError
 from evalcluster.jobs.plan import PlanRequest, plan_suite
 from evalcluster.serve.auth import Principal, require_principal
 from evalcluster.serve.context import ServiceContext, get_context
 from evalcluster.serve.jsonsafe import json_safe
 from evalcluster.serve.routes_runs import _load_stored, visible_owner
 from evalcluster.serve.routes_suites import load_submitted_suite, suite_text
-from evalcluster.serve.schemas import NAME_PATTERN, CreateSuiteRequest, ErrorBody
+from evalcluster.serve.schemas import (
+    NAME_PATTERN,
+    CreateSuiteRequest,
+    ErrorBody,
+    shallow_suite,
+)
 from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.rules import check_nesting
 
 router = APIRouter(
     prefix="/v1/plan",
@@ -45,12 +48,7 @@ class PlanBody(PlanRequest):
     @field_validator("suite")
     @classmethod
     def _not_too_deep(cls, suite: dict[str, Any] | None) -> dict[str, Any] | None:
-        if suite is not None:
-            try:
-                check_nesting(suite)
-            except SpecError as exc:
-                raise ValueError(exc.message) from None
-        return suite
+        return shallow_suite(suite)
 
     @model_validator(mode="after")
     def _one_suite(self) -> PlanBody:

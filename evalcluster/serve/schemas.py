@@ -13,6 +13,19 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_RESULTS_PAGE = 1000
 
 
+def shallow_suite(suite: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A validator's check of an inline suite object: refused (ValueError) when nested too deep.
+
+    The object is written out as YAML (recursively): a deep one would exhaust the stack there
+    (RecursionError, a 503) instead of being refused as the client's mistake."""
+    if suite is not None:
+        try:
+            check_nesting(suite)
+        except SpecError as exc:
+            raise ValueError(exc.message) from None
+    return suite
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -41,14 +54,7 @@ class CreateSuiteRequest(_Strict):
     @field_validator("suite")
     @classmethod
     def _not_too_deep(cls, suite: dict[str, Any] | None) -> dict[str, Any] | None:
-        # The object is written out as YAML (recursively): a deep one would exhaust the stack
-        # there (RecursionError, a 503) instead of being refused as the client's mistake.
-        if suite is not None:
-            try:
-                check_nesting(suite)
-            except SpecError as exc:
-                raise ValueError(exc.message) from None
-        return suite
+        return shallow_suite(suite)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CreateSuiteRequest:
