@@ -409,8 +409,13 @@ class _Driver:
                 self.phase("starting MLflow")
             self._start_tracking(samples)
         except BaseException:
-            with contextlib.suppress(Exception):  # else it would look live for good
-                # waited for: a caller that looks the run up next must find it closed
+            # Else it would look live for good. The registry is an async actor: a close that
+            # overtook the open still in flight would leave the run open, so the open is
+            # waited for first, and the close too (a caller looking the run up next must
+            # find it closed).
+            with contextlib.suppress(Exception):
+                self.executor.get(opened, timeout=10)
+            with contextlib.suppress(Exception):
                 self.executor.get(self.live.close(), timeout=10)
             raise
         self._set_status("running", wait=False)
