@@ -3,6 +3,7 @@ kinds added with `register_provider`. None of these start Ray."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -200,3 +201,37 @@ def test_text_loading_keeps_working_with_a_label_resolver(tmp_path):
             text, location="http", base_dir=tmp_path, rules=SubmissionRules(datasets=Resolver())
         )
     assert caught.value.field == "dataset.id" and "row 2 repeats row 1" in caught.value.message
+
+
+def test_jsonl_is_read_a_block_at_a_time_not_the_whole_file():
+    """pyarrow's streaming JSON reader held about the whole file while reading; the reader
+    must have read no more than a block past the rows it has handed out."""
+
+    class Counting(io.BytesIO):
+        taken = 0
+
+        def read(self, size: int = -1) -> bytes:
+            data = super().read(size)
+            Counting.taken += len(data)
+            return data
+
+    line = (json.dumps({"id": "s", "question": "q" * 80, "answer": "1"}) + "\n").encode()
+    stream = Counting(line * 50_000)  # ~5 MiB, fifty 100 KiB blocks
+    block = 100 << 10
+    handed_out = 0
+    for batch in datasets._jsonl_batches(stream, block):
+        handed_out += batch.num_rows * len(line)
+        assert Counting.taken <= handed_out + 2 * block
+    assert handed_out == 50_000 * len(line)
+
+
+def test_jsonl_rows_that_change_their_columns_are_refused_past_the_first_block(tmp_path):
+    head = "".join(json.dumps(r) + "\n" for r in rows([f"s{i}" for i in range(100_000)]))
+    for extra in [
+        '{"id": "z", "question": "q", "answer": "1", "other": 2}\n',
+        '{"id": 7, "question": "q", "answer": "1"}\n',
+    ]:
+        err = load_error(write(tmp_path, (head + extra).encode()))
+        assert err.field == "dataset" and (
+            "unexpected field" in err.message or "changed" in err.message
+        )
