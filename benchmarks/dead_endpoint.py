@@ -25,7 +25,7 @@ from typing import Any
 import ray
 
 from evalcluster.actors.provider import ProviderActor, provider_actor_name
-from evalcluster.actors.run import NAMESPACE
+from evalcluster.cluster import NAMESPACE
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.spec.models import ProviderConfig
 

@@ -40,7 +40,7 @@ import ray
 import yaml
 
 from evalcluster.actors.provider import ProviderActor, provider_actor_name
-from evalcluster.actors.run import NAMESPACE
+from evalcluster.cluster import NAMESPACE
 from evalcluster.jobs.driver import run_suite
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite

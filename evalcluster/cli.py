@@ -13,13 +13,14 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from evalcluster.errors import EvalclusterError, SpecError
+from evalcluster.errors import EvalclusterError
+from evalcluster.exits import EXIT_FAILED, EXIT_USAGE, report_error
+from evalcluster.store.layout import DEFAULT_STORE
 
 # The same codes as evalcluster.jobs.run_suite's, which imports Ray.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 RUN_COMMANDS = ("run", "submit")  # the commands that take the run options
 FORMAT_HELP = "output format (default table)"
-STORE_HELP = "results store: a folder or s3://bucket/prefix (default ./evalstore)"
+STORE_HELP = f"results store: a folder or s3://bucket/prefix (default {DEFAULT_STORE})"
 ENDPOINT_HELP = "S3 endpoint (MinIO etc.); default $AWS_ENDPOINT_URL"
 
 
@@ -101,7 +102,7 @@ def build_parser(*, run_options: bool = True) -> argparse.ArgumentParser:
     )
 
     runs = sub.add_parser("runs", help="list runs in a store")
-    runs.add_argument("--store", default="./evalstore", help=STORE_HELP)
+    runs.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
     runs.add_argument("--endpoint-url", help=ENDPOINT_HELP)
     runs.add_argument(
         "--format", choices=["table", "json", "csv"], default="table", help=FORMAT_HELP
@@ -109,7 +110,7 @@ def build_parser(*, run_options: bool = True) -> argparse.ArgumentParser:
 
     results = sub.add_parser("results", help="show a run's results")
     results.add_argument("run_id", help="the run's id (see `evalcluster runs`)")
-    results.add_argument("--store", default="./evalstore", help=STORE_HELP)
+    results.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
     results.add_argument("--endpoint-url", help=ENDPOINT_HELP)
     results.add_argument("--target", help="only this target's results")
     results.add_argument(
@@ -128,7 +129,7 @@ def build_parser(*, run_options: bool = True) -> argparse.ArgumentParser:
     )
     compare.add_argument("run_a", help="the baseline run's id")
     compare.add_argument("run_b", help="the run compared with it")
-    compare.add_argument("--store", default="./evalstore", help=STORE_HELP)
+    compare.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
     compare.add_argument("--endpoint-url", help=ENDPOINT_HELP)
     compare.add_argument(
         "--format", choices=["table", "json", "csv"], default="table", help=FORMAT_HELP
@@ -170,12 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(commands, f"cmd_{args.command}")
     try:
         return handler(args)
-    except SpecError as exc:
-        print(f"evalcluster: error: {exc.one_line()}", file=sys.stderr)
-        return EXIT_USAGE
     except EvalclusterError as exc:
-        print(f"evalcluster: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return report_error(exc)
     except KeyboardInterrupt:
         print("evalcluster: interrupted", file=sys.stderr)
         return EXIT_FAILED

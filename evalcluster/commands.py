@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from evalcluster.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from evalcluster.errors import EvalclusterError, SpecError
+from evalcluster.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from evalcluster.jobs.prepare import prepare_suite
 
 if TYPE_CHECKING:
@@ -279,11 +279,12 @@ def _live_provider_status(address: str) -> list[dict[str, Any]] | None:
     import ray
 
     from evalcluster.actors.provider import provider_status_rows
+    from evalcluster.cluster import NAMESPACE
 
     try:
         ray.init(
             address=address,
-            namespace="evalcluster",
+            namespace=NAMESPACE,
             log_to_driver=False,
             configure_logging=False,
         )

@@ -15,15 +15,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from evalcluster.actors import metrics
+from evalcluster.cluster import NAMESPACE
 from evalcluster.errors import UnknownRunError
 from evalcluster.lazy_ray import ray
+from evalcluster.runstate import ACTIVE_STATES, RunState
 
-NAMESPACE = "evalcluster"
+__all__ = [
+    "NAMESPACE",  # re-exported: its home is evalcluster/cluster.py
+    "REGISTRY_NAME",
+    "BatchProgress",
+    "BudgetSnapshot",
+    "LiveRun",
+    "ProgressDelta",
+    "RunHandle",
+    "RunRegistry",
+    "RunSnapshot",
+    "TargetProgress",
+    "get_live_run",
+    "open_run",
+]
 
 
 @dataclass
@@ -86,22 +103,108 @@ class BudgetLedger:
         return min(1.0, (self.spent_usd + self.reserved_usd) / self.limit_usd)
 
 
-@dataclass
-class RunState:
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """A run's budget ledger as it stood."""
+
+    limit_usd: float | None = None
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+    exhausted: bool = False
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """What a run's provider batches are doing, summed over its batching endpoints
+    (`BatchLane.snapshot`): requests waiting to be sent in a batch, batches at the provider and
+    the requests in them, answers routed back, requests sent again, anomalies seen."""
+
+    queued: int = 0
+    batches_in_progress: int = 0
+    requests_in_progress: int = 0
+    answered: int = 0
+    retried: int = 0
+    anomalies: int = 0
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int]) -> BatchProgress:
+        """From `BatchLane.snapshot`'s counts (summed); counts it does not name are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: int(v) for k, v in counts.items() if k in names})
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """One live run as it stood at `version`: what the registry hands its readers (the
+    driver's display, the HTTP service's status and events). Crosses Ray as itself; `to_dict`
+    is its JSON form. `snapshot["done"]` and `snapshot.get("batches")` read that form too, for
+    callers of `run_suite(on_progress=...)` written when a snapshot was a dict."""
+
     run_id: str
     suite: str
-    status: str = "running"
+    status: str
+    message: str | None
+    cancel_requested: bool
+    started_at: float
+    finished_at: float | None
+    done: int
+    total: int
+    errors: int
+    cost_usd: float
+    budget: BudgetSnapshot
+    targets: Mapping[str, TargetProgress]  # copies: the snapshot does not move
+    version: int
+    batches: BatchProgress | None = None  # None: the run batches nothing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "suite": self.suite,
+            "status": str(self.status),
+            "message": self.message,
+            "cancel_requested": self.cancel_requested,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "done": self.done,
+            "total": self.total,
+            "errors": self.errors,
+            "cost_usd": self.cost_usd,
+            "budget": asdict(self.budget),
+            "targets": {name: asdict(p) for name, p in self.targets.items()},
+            "version": self.version,
+            "batches": None if self.batches is None else self.batches.to_dict(),
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def with_done(self, done: int) -> RunSnapshot:
+        return dataclasses.replace(self, done=done)
+
+
+@dataclass
+class _LiveState:
+    run_id: str
+    suite: str
+    status: str = RunState.RUNNING
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     message: str | None = None
     targets: dict[str, TargetProgress] = field(default_factory=dict)
+    batches: BatchProgress | None = None
 
 
 class LiveRun:
     """One run's live state. Plain Python: the registry actor holds one per open run."""
 
     def __init__(self, run_id: str, suite: str, totals: dict[str, int], budget_usd: float | None):
-        self.state = RunState(run_id, suite)
+        self.state = _LiveState(run_id, suite)
         self.state.targets = {name: TargetProgress(total=n) for name, n in totals.items()}
         self.budget = BudgetLedger(budget_usd)
         self.cancelled = False
@@ -141,38 +244,45 @@ class LiveRun:
     def set_status(self, status: str, message: str | None) -> None:
         self.state.status = status
         self.state.message = message
-        if status not in ("running", "pending"):
+        if status not in ACTIVE_STATES:
             self.state.finished_at = time.time()
         self.bump()
+
+    def set_batches(self, batches: BatchProgress) -> None:
+        """Record the run's batch progress; readers are woken only when it changed."""
+        if batches != self.state.batches:
+            self.state.batches = batches
+            self.bump()
 
     def cancel(self) -> None:
         self.cancelled = True
         self.bump()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> RunSnapshot:
         state = self.state
-        targets = {name: asdict(p) for name, p in state.targets.items()}
-        return {
-            "run_id": state.run_id,
-            "suite": state.suite,
-            "status": state.status,
-            "message": state.message,
-            "cancel_requested": self.cancelled,
-            "started_at": state.started_at,
-            "finished_at": state.finished_at,
-            "done": sum(p.done for p in state.targets.values()),
-            "total": sum(p.total for p in state.targets.values()),
-            "errors": sum(p.errors for p in state.targets.values()),
-            "cost_usd": round(sum(p.cost_usd for p in state.targets.values()), 10),
-            "budget": {
-                "limit_usd": self.budget.limit_usd,
-                "spent_usd": self.budget.spent_usd,
-                "reserved_usd": self.budget.reserved_usd,
-                "exhausted": self.budget.exhausted,
-            },
-            "targets": targets,
-            "version": self.version,
-        }
+        progress = state.targets.values()
+        return RunSnapshot(
+            run_id=state.run_id,
+            suite=state.suite,
+            status=state.status,
+            message=state.message,
+            cancel_requested=self.cancelled,
+            started_at=state.started_at,
+            finished_at=state.finished_at,
+            done=sum(p.done for p in progress),
+            total=sum(p.total for p in progress),
+            errors=sum(p.errors for p in progress),
+            cost_usd=round(sum(p.cost_usd for p in progress), 10),
+            budget=BudgetSnapshot(
+                self.budget.limit_usd,
+                self.budget.spent_usd,
+                self.budget.reserved_usd,
+                self.budget.exhausted,
+            ),
+            targets={name: dataclasses.replace(p) for name, p in state.targets.items()},
+            version=self.version,
+            batches=state.batches,
+        )
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -232,18 +342,21 @@ class RunRegistry:
     async def set_status(self, run_id: str, status: str, message: str | None = None) -> None:
         self._run(run_id).set_status(status, message)
 
+    async def set_batches(self, run_id: str, batches: BatchProgress) -> None:
+        self._run(run_id).set_batches(batches)
+
     async def cancel(self, run_id: str) -> None:
         self._run(run_id).cancel()
 
     async def is_cancelled(self, run_id: str) -> bool:
         return self._run(run_id).cancelled
 
-    async def snapshot(self, run_id: str) -> dict[str, Any]:
+    async def snapshot(self, run_id: str) -> RunSnapshot:
         return self._run(run_id).snapshot()
 
     async def wait_for_change(
         self, run_id: str, since_version: int, timeout_s: float
-    ) -> dict[str, Any]:
+    ) -> RunSnapshot:
         """The next snapshot after `since_version`, or the current one after `timeout_s`."""
         run = self._run(run_id)
         if run.version <= since_version:
@@ -276,6 +389,9 @@ class RunHandle:
 
     def set_status(self, status: str, message: str | None = None) -> ray.ObjectRef:
         return self.registry.set_status.remote(self.run_id, status, message)
+
+    def set_batches(self, batches: BatchProgress) -> ray.ObjectRef:
+        return self.registry.set_batches.remote(self.run_id, batches)
 
     def cancel(self) -> ray.ObjectRef:
         return self.registry.cancel.remote(self.run_id)

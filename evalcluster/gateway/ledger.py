@@ -20,7 +20,7 @@ from typing import Any
 import ray
 
 from evalcluster.actors import metrics
-from evalcluster.actors.run import NAMESPACE
+from evalcluster.cluster import NAMESPACE
 
 LEDGER_NAME = "gateway:ledger"
 REFRESH_S = 1.0

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from evalcluster.errors import NotFoundError, StoreError
 from evalcluster.store.fs import Store
+from evalcluster.store.lake import hive_dataset
 from evalcluster.store.layout import check_name
 
 log = logging.getLogger("evalcluster.gateway")
@@ -133,22 +134,8 @@ class RowBuffer:
 
 def gateway_dataset(store: Store) -> Any:
     """Every gateway row as one hive-partitioned pyarrow dataset (`tenant` and `day` strings)."""
-    import pyarrow.dataset as ds
-
-    filesystem, path = store.arrow_filesystem_and_path(GATEWAY_PREFIX.rstrip("/"))
     schema = pa.unify_schemas([ROW_SCHEMA, PARTITIONS])
-    try:
-        return ds.dataset(
-            path,
-            filesystem=filesystem,
-            format="parquet",
-            partitioning=ds.partitioning(PARTITIONS, flavor="hive"),
-            schema=schema,
-        )
-    except FileNotFoundError as e:
-        raise NotFoundError(f"no gateway rows in {store.uri}") from e
-    except (OSError, pa.ArrowException) as e:
-        raise StoreError(f"cannot read the gateway rows in {store.uri}: {e}") from e
+    return hive_dataset(store, GATEWAY_PREFIX, PARTITIONS, schema, what="gateway rows")
 
 
 def read_gateway_rows(

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from evalcluster.actors.run import BatchProgress, RunSnapshot
 from evalcluster.jobs.options import RunOptions
 from evalcluster.scoring.summary import group_columns, group_rows
 from evalcluster.spec.loader import LoadedSuite
@@ -143,22 +144,24 @@ class ProgressDisplay:
         self._progress.update(self._task, description=name)
         self._progress.refresh()
 
-    def update(self, snapshot: dict[str, Any]) -> None:
+    def update(self, snapshot: RunSnapshot | Mapping[str, Any]) -> None:
+        """Draw the run's progress: a live-run snapshot (or its `to_dict` form)."""
         if self._progress is None or self._task is None:
             return
+        view = snapshot.to_dict() if isinstance(snapshot, RunSnapshot) else snapshot
         elapsed = self._progress.tasks[0].elapsed or 0.0
-        rate = snapshot["done"] / elapsed if elapsed > 0 else 0.0
-        stats = f"${format_usd(snapshot['cost_usd'])}  errors {snapshot['errors']}  {rate:,.0f}/s"
-        if line := batch_line(snapshot.get("batches")):
+        rate = view["done"] / elapsed if elapsed > 0 else 0.0
+        stats = f"${format_usd(view['cost_usd'])}  errors {view['errors']}  {rate:,.0f}/s"
+        if line := batch_line(view.get("batches")):
             stats += f"\n{line}"
-        self._progress.update(
-            self._task, completed=snapshot["done"], total=snapshot["total"], stats=stats
-        )
+        self._progress.update(self._task, completed=view["done"], total=view["total"], stats=stats)
 
 
-def batch_line(batches: Mapping[str, int] | None) -> str:
+def batch_line(batches: BatchProgress | Mapping[str, int] | None) -> str:
     """The line under the bar while a run's batches are live: requests queued for a batch,
     batches at the provider (and their requests), answers routed back; empty otherwise."""
+    if isinstance(batches, BatchProgress):
+        batches = batches.to_dict()
     if not batches or not (batches.get("queued") or batches.get("batches_in_progress")):
         return ""
     return (

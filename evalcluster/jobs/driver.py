@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from evalcluster.actors.run import NAMESPACE
+from evalcluster.actors.run import BatchProgress, ProgressDelta, RunSnapshot
+from evalcluster.cluster import NAMESPACE
 from evalcluster.errors import EvalclusterError, SpecError, TrackingError
 from evalcluster.jobs.executors import Executor, RayExecutor, choose_executor
 from evalcluster.jobs.options import RunOptions
@@ -34,7 +35,9 @@ from evalcluster.jobs.shard import ShardContext, ShardOutcome, batching_provider
 from evalcluster.jobs.simulators import started_simulators
 from evalcluster.jobs.summary import build_summary, target_results
 from evalcluster.lazy_ray import ray  # imported only by a run on Ray
+from evalcluster.runstate import RunState
 from evalcluster.spec.loader import LoadedSuite
+from evalcluster.spec.targets import select_targets
 from evalcluster.store.fs import Store, open_store
 from evalcluster.store.lake import iter_result_batches, shard_key
 from evalcluster.store.manifest import (
@@ -57,13 +60,18 @@ WORKING_DIR_WAIT_S = 10.0  # how long Ray may take to unpack a job's working_dir
 # gave 20% more samples/s for 26% less CPU (benchmarks/README.md, "Limits").
 SHARD_CPUS = 1.0
 # A run stopped by its budget is resumable, like a cancelled one: MLflow calls both KILLED.
-MLFLOW_STATUS = {"finished": "FINISHED", "killed": "KILLED", "budget_exhausted": "KILLED"}
+MLFLOW_STATUS = {
+    RunState.FINISHED: "FINISHED",
+    RunState.KILLED: "KILLED",
+    RunState.BUDGET_EXHAUSTED: "KILLED",
+}
+PROGRESS_INTERVAL_S = 0.2  # at most this often: a display frame, a batch status poll
 
 
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # finished | failed | killed | budget_exhausted
+    status: RunState  # finished | failed | killed | budget_exhausted
     store_uri: str
     summary: dict[str, Any] = field(default_factory=dict)
     mlflow_run_id: str | None = None
@@ -75,7 +83,7 @@ class RunResult:
     mlflow_pid: int | None = None
 
 
-ProgressCallback = Callable[[dict[str, Any]], None]
+ProgressCallback = Callable[[RunSnapshot], None]
 # What the run is doing now ("starting Ray", "running", "writing MLflow", ...), and a line to
 # show a person as it is (a stop that was heard), if any.
 PhaseCallback = Callable[[str, str | None], None]
@@ -84,21 +92,6 @@ PhaseCallback = Callable[[str, str | None], None]
 def new_run_id(suite_name: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{suite_name}-{stamp}-{uuid.uuid4().hex[:6]}"
-
-
-def select_targets(suite: LoadedSuite, names: list[str]) -> LoadedSuite:
-    if not names:
-        return suite
-    known = {t.name for t in suite.spec.targets}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise SpecError(
-            f"unknown target {unknown[0]!r} (suite has: {', '.join(sorted(known))})",
-            field="--target",
-        )
-    targets = [t for t in suite.spec.targets if t.name in names]
-    spec = suite.spec.model_copy(update={"targets": targets})
-    return LoadedSuite(**{**suite.__dict__, "spec": spec})
 
 
 @contextlib.contextmanager
@@ -220,10 +213,10 @@ def run_suite(
     run_id = options.run_id or new_run_id(suite.spec.name)
     store = open_store(options.store, endpoint_url=options.endpoint_url)
     manifest = _prepare_manifest(store, suite, run_id, options)
-    if manifest.status == "finished":
+    if manifest.status == RunState.FINISHED:
         return RunResult(
             run_id,
-            "finished",
+            RunState.FINISHED,
             store.uri,
             message="already finished; nothing to do",
             mlflow_run_id=manifest.mlflow_run_id,
@@ -322,7 +315,7 @@ def _prepare_manifest(
             run_id=run_id,
             suite=suite.spec.name,
             suite_version=suite.version,
-            status="pending",
+            status=RunState.PENDING,
             created_at=now,
             updated_at=now,
             store_uri=store.uri,
@@ -343,6 +336,10 @@ def _prepare_manifest(
 
 
 class _Driver:
+    # providers answering this run by batch (set in `run`), and their counts last published
+    _batching: frozenset[str] = frozenset()
+    _batches_published: BatchProgress | None = None
+
     def __init__(
         self,
         suite: LoadedSuite,
@@ -418,9 +415,10 @@ class _Driver:
             with contextlib.suppress(Exception):
                 self.executor.get(self.live.close(), timeout=10)
             raise
-        self._set_status("running", wait=False)
+        self._set_status(RunState.RUNNING, wait=False)
         self.phase("stopping" if self.cancel.requested else "running")
-        status, message = "failed", None
+        status: RunState = RunState.FAILED
+        message: str | None = None
         try:
             status, message = self._run_shards()
         except EvalclusterError as exc:
@@ -448,7 +446,9 @@ class _Driver:
             else None,
         )
 
-    def _set_status(self, status: str, message: str | None = None, *, wait: bool = True) -> None:
+    def _set_status(
+        self, status: RunState, message: str | None = None, *, wait: bool = True
+    ) -> None:
         self.manifest = self.manifest.model_copy(
             update={"status": status, "error": message, "updated_at": datetime.now(UTC)}
         )
@@ -472,7 +472,7 @@ class _Driver:
             return self.options.max_inflight_shards
         return self.executor.shard_slots()
 
-    def _run_shards(self) -> tuple[str, str | None]:
+    def _run_shards(self) -> tuple[RunState, str | None]:
         ctx = ShardContext(
             self.run_id,
             self.suite,
@@ -487,7 +487,7 @@ class _Driver:
         ctx_ref = self.executor.put(ctx)
         limit = self._max_inflight()
         in_flight: dict[Any, tuple[str, int]] = {}
-        stopped: str | None = None
+        stopped: RunState | None = None
         total_shards = 0
         # A comparison orders the samples itself, and stops dispatching once it has decided.
         self.comparison = start_comparison(self.suite, self.store, self.manifest, self.options)
@@ -507,7 +507,7 @@ class _Driver:
                     self._report_recorded(target, recorded.rows)
                     continue
                 if stopped or self._cancel_requested():
-                    stopped = stopped or "killed"
+                    stopped = stopped or RunState.KILLED
                     continue
                 samples_ref = samples_ref or self.executor.put(batch.samples)
                 task = self.executor.submit(ctx_ref, samples_ref, target, batch.index)
@@ -518,7 +518,7 @@ class _Driver:
                 stopped = self._collect(in_flight, block=False)
         while in_flight and not stopped:
             stopped = self._collect(in_flight, block=True)
-        if stopped == "killed":
+        if stopped == RunState.KILLED:
             self._abandon(in_flight)
         while in_flight:  # budget stop: shards finish what they reserved, then return
             self._collect(in_flight, block=True)
@@ -526,16 +526,16 @@ class _Driver:
             update={"total_shards": {t: total_shards for t in self.targets}}
         )
         self._flush_manifest(force=True)
-        if stopped == "budget_exhausted":
-            return "budget_exhausted", f"budget of ${self.budget:.4f} reached"
+        if stopped == RunState.BUDGET_EXHAUSTED:
+            return RunState.BUDGET_EXHAUSTED, f"budget of ${self.budget:.4f} reached"
         if stopped:
-            return "killed", "cancelled"
+            return RunState.KILLED, "cancelled"
         missing = self._missing_shards(total_shards)
         if missing:
-            return "failed", f"{missing} shard(s) did not commit"
-        return "finished", None
+            return RunState.FAILED, f"{missing} shard(s) did not commit"
+        return RunState.FINISHED, None
 
-    def _collect(self, in_flight: dict, *, block: bool) -> str | None:
+    def _collect(self, in_flight: dict, *, block: bool) -> RunState | None:
         """Record finished shards; return why the run must stop, if it must."""
         # A bounded wait keeps signal handlers (Ray's job stop sends SIGTERM) responsive.
         ready = self.executor.wait(list(in_flight), num_returns=1, timeout=1.0 if block else 0)
@@ -546,11 +546,13 @@ class _Driver:
             if outcome.committed:
                 self._record(target, index, outcome.rows)
             elif outcome.stopped:
-                stopped = "killed" if outcome.stopped == "cancelled" else outcome.stopped
+                stopped = (
+                    RunState.KILLED if outcome.stopped == "cancelled" else RunState(outcome.stopped)
+                )
         self._flush_manifest()
         self._progress()
         if self._cancel_requested():
-            return "killed"
+            return RunState.KILLED
         return stopped
 
     def _abandon(self, in_flight: dict) -> None:
@@ -589,11 +591,9 @@ class _Driver:
         self.manifest = self.manifest.model_copy(update={"shards": shards})
         if self.comparison is not None:
             self.comparison.on_commit(target, index)
-            self.manifest = self.comparison.recorded_in(self.manifest, "running")
+            self.manifest = self.comparison.recorded_in(self.manifest, RunState.RUNNING)
 
     def _report_recorded(self, target: str, rows: int) -> None:
-        from evalcluster.actors.run import ProgressDelta
-
         self.live.report(target, ProgressDelta(done=rows))
 
     def _missing_shards(self, total: int) -> int:
@@ -635,7 +635,7 @@ class _Driver:
         if self.on_progress is None:
             return
         committed = sum(r.rows for shards in self.manifest.shards.values() for r in shards.values())
-        snapshot: dict[str, Any] | None = None
+        snapshot: RunSnapshot | None = None
         deadline = time.monotonic() + (FINAL_PROGRESS_WAIT_S if wait else 0.0)
         with contextlib.suppress(Exception):
             while True:
@@ -645,23 +645,39 @@ class _Driver:
                 time.sleep(0.1)
         if snapshot is None:
             return
-        snapshot = {**snapshot, "done": max(snapshot["done"], committed)}
+        done = max(snapshot["done"], committed)
         with contextlib.suppress(Exception):
-            self.on_progress(snapshot)
+            # a RunSnapshot, or the dict form a stand-in registry may hand back
+            if isinstance(snapshot, RunSnapshot):
+                self.on_progress(snapshot.with_done(done))
+            else:
+                self.on_progress({**snapshot, "done": done})
 
     def _progress(self, *, force: bool = False) -> None:
-        if self.on_progress is None:
+        if self.on_progress is None and not self._batching:
             return
         now = time.monotonic()
-        if now - self._last_progress < 0.2 and not force:
+        if now - self._last_progress < PROGRESS_INTERVAL_S and not force:
             return
         self._last_progress = now
+        self._publish_batches()
+        if self.on_progress is None:
+            return
         with contextlib.suppress(Exception):
-            snapshot = self.executor.get(self.live.snapshot(), timeout=5)
-            if self._batching:  # batches queued, at the provider, answered (BatchLane.snapshot)
-                batches = self.executor.batch_status(self.run_id, self.providers, self._batching)
-                snapshot = {**snapshot, "batches": batches}
-            self.on_progress(snapshot)
+            self.on_progress(self.executor.get(self.live.snapshot(), timeout=5))
+
+    def _publish_batches(self) -> None:
+        """Put the run's batch progress (queued, at the provider, answered: `BatchLane.snapshot`
+        summed) into the live run, where the display, GET /v1/runs/{id} and the events read
+        it. Sent only when it changed: each change wakes every stream following the run."""
+        if not self._batching:
+            return
+        with contextlib.suppress(Exception):  # progress must not fail a run
+            batches = self.executor.batch_status(self.run_id, self.providers, self._batching)
+            if batches != self._batches_published:
+                # no wait: the registry runs it before any snapshot asked for after it
+                self.live.set_batches(batches)
+                self._batches_published = batches
 
     # -- results ---------------------------------------------------------------------------
     def _start_tracking(self, samples: int) -> None:
@@ -748,7 +764,7 @@ class _Driver:
             }
         )
 
-    def _finish_worker(self, status: str, summary: dict[str, Any]) -> None:
+    def _finish_worker(self, status: RunState, summary: dict[str, Any]) -> None:
         """Hand the outcome to the MLflow worker; wait for it unless the run detaches it."""
         worker = self.tracking
         worker.finish(
@@ -773,9 +789,10 @@ class _Driver:
         self.tracker = None
         log.warning(self.mlflow_error)
 
-    def _finish(self, status: str, message: str | None) -> dict[str, Any]:
+    def _finish(self, status: RunState, message: str | None) -> dict[str, Any]:
         scorer_names = [s.name or s.type for s in self.suite.spec.scorers]
         summary: dict[str, Any] = {}
+        self._publish_batches()  # the batches' last counts, in the run's final status
         self._final_progress()  # the final count, before the summary and MLflow take their time
         try:
             self._open_deferred_tracking()

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterable
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from evalcluster.errors import SpecError
 from evalcluster.lazy_ray import ray, ray_loaded_and_up
+
+if TYPE_CHECKING:
+    from evalcluster.actors.run import BatchProgress
 
 ExecutorName = Literal["auto", "ray", "local"]
 EXECUTOR_NAMES: tuple[str, ...] = ("auto", "ray", "local")
@@ -75,7 +78,7 @@ class Executor(Protocol):
 
     def batch_status(
         self, run_id: str, providers: dict[str, Any], names: Iterable[str]
-    ) -> dict[str, int]: ...
+    ) -> BatchProgress: ...
 
     def close(self) -> None: ...
 
@@ -161,11 +164,12 @@ class RayExecutor:
 
     def batch_status(
         self, run_id: str, providers: dict[str, Any], names: Iterable[str]
-    ) -> dict[str, int]:
+    ) -> BatchProgress:
         """The run's batch progress at providers `names` (`BatchLane.snapshot`, summed)."""
         from evalcluster.actors.provider import run_batch_status
+        from evalcluster.actors.run import BatchProgress
 
-        return run_batch_status(run_id, providers, names)
+        return BatchProgress.from_counts(run_batch_status(run_id, providers, names))
 
     def close(self) -> None:
         pass

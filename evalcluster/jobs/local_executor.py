@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from evalcluster.actors.run import LiveRun, ProgressDelta
+from evalcluster.actors.run import BatchProgress, LiveRun, ProgressDelta
 from evalcluster.jobs.executors import done, resolve
 from evalcluster.providers.calls import CallResult
 from evalcluster.spec.models import ProviderConfig, SuiteSpec
@@ -87,6 +87,11 @@ class LocalRunHandle:
     def set_status(self, status: str, message: str | None = None) -> concurrent.futures.Future:
         with self._lock:
             self._run.set_status(status, message)
+        return done(None)
+
+    def set_batches(self, batches: BatchProgress) -> concurrent.futures.Future:
+        with self._lock:
+            self._run.set_batches(batches)
         return done(None)
 
     def cancel(self) -> concurrent.futures.Future:
@@ -338,9 +343,11 @@ class LocalExecutor:
 
     def batch_status(
         self, run_id: str, providers: dict[str, Any], names: Iterable[str]
-    ) -> dict[str, int]:
+    ) -> BatchProgress:
         """The run's batch progress at the started endpoints among `names`."""
-        return {} if self.endpoints is None else self.endpoints.batch_status(run_id, names)
+        if self.endpoints is None:
+            return BatchProgress()
+        return BatchProgress.from_counts(self.endpoints.batch_status(run_id, names))
 
     def close(self) -> None:
         for event in list(self._abandon.values()):

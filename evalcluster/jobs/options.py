@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_STORE = "./evalstore"
+from evalcluster.errors import StoreError
+from evalcluster.store.layout import DEFAULT_STORE, check_run_id
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_MAX_ERROR_RATE = 0.5
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class RunOptions(BaseModel):
@@ -45,6 +45,9 @@ class RunOptions(BaseModel):
     @field_validator("run_id")
     @classmethod
     def _run_id(cls, value: str | None) -> str | None:
-        if value is not None and not _RUN_ID.match(value):
-            raise ValueError("run ids use letters, digits, '.', '_' and '-' (at most 128)")
-        return value
+        if value is None:
+            return None
+        try:
+            return check_run_id(value)
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None

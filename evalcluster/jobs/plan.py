@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evalcluster.errors import SpecError
 from evalcluster.rows import score_column
+from evalcluster.store.layout import DEFAULT_STORE
 
 if TYPE_CHECKING:
     from evalcluster.spec.loader import LoadedSuite
@@ -288,7 +289,7 @@ def _projection(
     notes: list[str],
 ) -> dict[str, Any]:
     """Cost and time of running every target of the suite on `n` samples x `epochs`."""
-    from evalcluster.providers.pricing import DEFAULT_OUTPUT_TOKENS, price_for
+    from evalcluster.providers.pricing import output_allowance, price_for
 
     prompt_tokens = _prompt_tokens(suite)
     calls = n * epochs
@@ -301,7 +302,7 @@ def _projection(
             tokens_in, tokens_out, basis = seen["input_tokens"], seen["output_tokens"], "run"
         else:
             tokens_in = prompt_tokens
-            tokens_out = float(target.params.max_tokens or DEFAULT_OUTPUT_TOKENS)
+            tokens_out = float(output_allowance(target.params.max_tokens))
             basis = "estimate (prompt length; max_tokens as output)"
         provider = suite.spec.providers.get(target.provider)
         price_in = price_out = None
@@ -453,7 +454,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `evalcluster plan`."""
     p.add_argument("suite", help="the suite file")
     p.add_argument("--from-run", dest="from_run", help="estimate the inputs from this run's rows")
-    p.add_argument("--store", default="./evalstore", help="results store of --from-run")
+    p.add_argument("--store", default=DEFAULT_STORE, help="results store of --from-run")
     p.add_argument("--endpoint-url", help="S3 endpoint (MinIO etc.); default $AWS_ENDPOINT_URL")
     p.add_argument("--delta", type=float, help="true difference b - a to detect")
     p.add_argument("--n", type=int, help="questions: report the detectable difference")

@@ -17,14 +17,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from evalcluster.errors import EvalclusterError, SpecError
+from evalcluster.exits import EXIT_FAILED, EXIT_OK, report_error
 from evalcluster.jobs.display import ProgressDisplay, print_plan, print_result
 from evalcluster.jobs.driver import RunResult, run_suite
 from evalcluster.jobs.executors import EXECUTOR_NAMES
 from evalcluster.jobs.options import DEFAULT_MAX_ERROR_RATE, RunOptions
 from evalcluster.jobs.prepare import prepare_suite
+from evalcluster.runstate import RunState
 from evalcluster.spec.loader import validation_to_spec_error
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+def _default(option: str) -> Any:
+    """A run option's default, as `RunOptions` (the one place defaults live) declares it."""
+    return RunOptions.model_fields[option].default
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,14 +44,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", help="name the run, or resume the run with this id")
     p.add_argument(
         "--store",
-        default="./evalstore",
-        help="results store: a folder or s3://bucket/prefix (default ./evalstore)",
+        default=_default("store"),
+        help=f"results store: a folder or s3://bucket/prefix (default {_default('store')})",
     )
     p.add_argument("--endpoint-url", help="S3 endpoint (MinIO etc.); default $AWS_ENDPOINT_URL")
     p.add_argument(
         "--tracking-uri",
-        default="sqlite:///mlflow.db",
-        help="MLflow tracking URI; 'none' skips MLflow (default sqlite:///mlflow.db)",
+        default=_default("tracking_uri"),
+        help=f"MLflow tracking URI; 'none' skips MLflow (default {_default('tracking_uri')})",
     )
     p.add_argument("--max-samples", type=int, help="evaluate only the first N samples")
     p.add_argument("--budget-usd", type=float, help="stop dispatching once this much is spent")
@@ -55,19 +60,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--priority",
         type=float,
-        default=1.0,
+        default=_default("priority"),
         help="weight of this run's share of shared providers' rate",
     )
     p.add_argument(
         "--max-traced-samples",
         type=int,
-        default=1000,
-        help="samples logged to MLflow as traces (default 1000)",
+        default=_default("max_traced_samples"),
+        help=f"samples logged to MLflow as traces (default {_default('max_traced_samples')})",
     )
     p.add_argument(
         "--executor",
         choices=EXECUTOR_NAMES,
-        default="auto",
+        default=_default("executor"),
         help="where shards and provider endpoints run: 'local' is this process, no Ray "
         "(what 'auto' picks without --address); 'ray' starts a Ray of its own for the run, or "
         "joins the cluster at --address (what 'auto' picks with one)",
@@ -75,7 +80,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-error-rate",
         type=float,
-        default=DEFAULT_MAX_ERROR_RATE,
+        default=_default("max_error_rate"),
         help="exit 1 when more than this fraction of the rows are errors "
         f"(default {DEFAULT_MAX_ERROR_RATE}; 1 never)",
     )
@@ -126,7 +131,7 @@ def execute(args: argparse.Namespace, address: str | None, *, show_progress: boo
             print(f"evalcluster: error: {too_many}", file=sys.stderr)
             code = EXIT_FAILED
         else:
-            code = EXIT_OK if result.status == "finished" else EXIT_FAILED
+            code = EXIT_OK if result.status == RunState.FINISHED else EXIT_FAILED
         sys.stdout.flush()
         sys.stderr.flush()
     return code
@@ -165,12 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
         return execute(args, address, show_progress=sys.stderr.isatty())
-    except SpecError as exc:
-        print(f"evalcluster: error: {exc.one_line()}", file=sys.stderr)
-        return EXIT_USAGE
     except EvalclusterError as exc:
-        print(f"evalcluster: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return report_error(exc)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from evalcluster.errors import EvalclusterError, SpecError
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.samples import Sample, SampleBatch, iter_sample_batches
 from evalcluster.rows import SCORE_PREFIX
+from evalcluster.runstate import RunState
 from evalcluster.scoring.sequential import ConfidenceSequence, Verdict
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store
@@ -119,7 +120,7 @@ class SequentialComparison:
     def verdict(self, status: str) -> Verdict:
         """The verdict of a run ending with `status`: decided, or `inconclusive` when it ran
         out of samples or budget, or `undecided` when it was stopped and may be resumed."""
-        if self.decided or status in ("finished", "budget_exhausted"):
+        if self.decided or status in (RunState.FINISHED, RunState.BUDGET_EXHAUSTED):
             return self.sequence.final_verdict()
         return "undecided"
 

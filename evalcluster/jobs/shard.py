@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 import pyarrow.parquet as pq
 
 from evalcluster.actors.provider import BatchRoute, provider_actor_name
-from evalcluster.actors.run import NAMESPACE, ProgressDelta, RunHandle
+from evalcluster.actors.run import ProgressDelta, RunHandle
+from evalcluster.cluster import NAMESPACE
 from evalcluster.jobs.budget import projected_cost
 from evalcluster.jobs.executors import resolve
 from evalcluster.jobs.samples import (
@@ -35,7 +36,8 @@ from evalcluster.lazy_ray import ray
 from evalcluster.providers.base import CompletionRequest
 from evalcluster.providers.calls import CallResult
 from evalcluster.providers.pricing import BATCH_DISCOUNT, price_for
-from evalcluster.scoring import Score, build_scorers
+from evalcluster.rows import ResultRow, score_column
+from evalcluster.scoring import JudgedScorer, Score, build_scorers, needs_judge
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.spec.models import ProviderConfig, TargetSpec
 from evalcluster.store.cache import ResponseCache, cache_entry_from_call
@@ -291,7 +293,7 @@ class ShardEvaluator:
         judged: dict[str, CallResult] = {}
         stopped = None
         for scorer in self.scorers:
-            if not getattr(scorer, "needs_judge", False):
+            if not needs_judge(scorer):
                 continue
             judge = self.ctx.target(scorer.judge_target)
             provider = self.ctx.providers[judge.provider]
@@ -313,8 +315,9 @@ class ShardEvaluator:
         cached: dict[str, Any],
         finished_at: datetime,
     ) -> dict[str, Any]:
+        """The call's `ResultRow`, with a `score_<name>` column per scorer."""
         sample = call.sample
-        row: dict[str, Any] = {
+        row: ResultRow = {
             "run_id": self.ctx.run_id,
             "suite": self.ctx.suite.spec.name,
             "suite_version": self.ctx.suite.version,
@@ -353,23 +356,24 @@ class ShardEvaluator:
             "usd_saved_batch": result.usd_saved_batch,
             "usd_saved_cache": result.usd_saved_cache,
         }
+        scores: dict[str, float | None] = {}
         verdicts = {}
         for scorer in self.scorers:
-            column = f"score_{scorer.name}"
+            column = score_column(scorer.name)
             if not result.ok:
-                row[column] = None  # an infrastructure error is not a wrong answer
+                scores[column] = None  # an infrastructure error is not a wrong answer
                 continue
-            if getattr(scorer, "needs_judge", False):
+            if needs_judge(scorer):
                 score, verdict = self._judged_score(scorer, call, result, judged, row)
                 verdicts[scorer.name] = verdict
             else:
                 score = scorer.score(result.text or "", sample.reference, sample.fields)
-            row[column] = score.value
+            scores[column] = score.value
         if verdicts:
             row["judge"] = json.dumps(verdicts, ensure_ascii=False)
-        return row
+        return {**row, **scores}
 
-    def _judge_call(self, scorer: Any, call: _Call, answer: CallResult) -> _Call:
+    def _judge_call(self, scorer: JudgedScorer, call: _Call, answer: CallResult) -> _Call:
         """The judge's request about one answer, with its cache identity."""
         judge = self.ctx.target(scorer.judge_target)
         messages = tuple(
@@ -384,12 +388,12 @@ class ShardEvaluator:
 
     def _judged_score(
         self,
-        scorer: Any,
+        scorer: JudgedScorer,
         call: _Call,
         result: CallResult,
         judged: dict[str, CallResult],
-        row: dict[str, Any],
-    ) -> tuple[Any, Any]:
+        row: ResultRow,
+    ) -> tuple[Score, dict[str, Any]]:
         verdict = judged[self._judge_call(scorer, call, result).hash]
         row["judge_input_tokens"] += verdict.input_tokens
         row["judge_output_tokens"] += verdict.output_tokens

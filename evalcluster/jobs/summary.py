@@ -4,8 +4,40 @@ A shard holds every epoch of its samples, so per-sample means and pass@k are com
 one shard file; the rest are mergeable accumulators. Shard k of every target holds the same
 samples, so shards are read index by index and the paired differences between targets are
 accumulated from one index's files. Memory therefore stays bounded by one shard per target,
-whatever the run's size. The scorer part has the shape documented in
-`evalcluster.scoring.summary.summary_for_rows`; each target adds usage, cost and latency.
+whatever the run's size. Each target also gets usage, cost and latency. The scorer part:
+
+A sample's epochs are first averaged, so ``n`` counts samples and the interval reflects
+sample-to-sample variation (with one epoch this is the plain per-row summary). Shape::
+
+    {
+      "confidence": 0.95,
+      "pass_threshold": 1.0,            # a score >= this is a pass, for pass@k
+      "targets": {
+        "<target>": {
+          "rows": 120, "samples": 40, "epochs": 3,
+          "errors": 2, "error_kinds": {"rate_limited": 2},
+          "scorers": {
+            "<scorer>": {
+              "n": 40, "mean": 0.8, "stderr": 0.05, "ci_low": 0.7, "ci_high": 0.9,
+              "method": "t",             # "wilson" (binary scores), "t", or null
+              "rows_scored": 117,        # rows with a score
+              "unscored": 1,             # rows without error whose score was null
+              "groups": {"<column>": {"<value>": {n, mean, stderr, ci_low, ci_high,
+                                                  method}}},
+              "pass_at_k": {"1": {"k": 1, "skipped": 0, n, mean, ...}, "3": {...}}
+            }
+          }
+        }
+      }
+    }
+
+``pass_at_k`` is present only when the target has more than one epoch; ``groups`` is
+empty without `group_by`. Missing metadata values form the group "null".
+
+With `cluster` (a metadata column) each scorer also gets ``clustered``
+(`evalcluster.scoring.clustered`); with more than one epoch, ``epoch_split``
+(`evalcluster.scoring.epochs`). ``paired`` lists, for each pair of targets in name order,
+the per-scorer `evalcluster.scoring.differences.PairedDifference` of b - a.
 
 The statistics beyond that (formulas in docs/statistics.md):
 
@@ -33,7 +65,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalcluster.rows import score_column
+from evalcluster.rows import ADDED_COLUMNS, score_column
 from evalcluster.scoring.clustered import ClusterSums
 from evalcluster.scoring.differences import PairAccumulator
 from evalcluster.scoring.epochs import EpochAccumulator
@@ -42,7 +74,7 @@ from evalcluster.scoring.stats import ScoreAccumulator, group_key
 from evalcluster.scoring.summary import default_pass_ks
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store
-from evalcluster.store.lake import ADDED_FIELDS, list_shards
+from evalcluster.store.lake import file_columns, list_shards, with_added_columns
 
 CONFIDENCE = 0.95
 PASS_THRESHOLD = 1.0
@@ -116,7 +148,7 @@ def build_summary(
         "judge_cost_usd",
         "latency_ms",
         "served_by",
-        *ADDED_FIELDS,  # null in files written before they existed
+        *sorted(ADDED_COLUMNS),  # null in files written before they existed
         *(["metadata"] if group_by or cluster else []),  # only groups and clusters read it
         *(score_column(s) for s in scorer_names),
     ]
@@ -127,7 +159,7 @@ def build_summary(
     for _, same_index in groupby(shards, key=lambda s: s.index):
         means: dict[str, _ShardMeans] = {}
         for shard in same_index:
-            table = _read_shard(store.get(shard.key), columns)
+            table = _read_shard(store.get(shard.key), columns, f"run {run_id!r}")
             means[shard.target] = _add_shard(
                 targets[shard.target], table, scorer_names, group_by, cluster, epochs, rng
             )
@@ -151,15 +183,10 @@ def build_summary(
     }
 
 
-def _read_shard(data: bytes, columns: list[str]) -> pa.Table:
-    """The shard file's `columns`; an `ADDED_FIELDS` column the file predates reads as null."""
+def _read_shard(data: bytes, columns: list[str], where: str) -> pa.Table:
+    """The shard file's `columns`; an `ADDED_COLUMNS` column the file predates reads as null."""
     parquet = pq.ParquetFile(io.BytesIO(data))
-    present = set(parquet.schema_arrow.names)
-    table = parquet.read(columns=[c for c in columns if c in present or c not in ADDED_FIELDS])
-    for name in columns:
-        if name not in present and name in ADDED_FIELDS:
-            table = table.append_column(name, pa.nulls(table.num_rows))
-    return table
+    return with_added_columns(parquet.read(columns=file_columns(parquet, columns, where)), columns)
 
 
 def _add_pairs(

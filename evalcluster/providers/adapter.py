@@ -43,7 +43,7 @@ from evalcluster.providers.error_mapping import (
     protocol_error,
 )
 from evalcluster.providers.netguard import NetworkPolicy, check_url
-from evalcluster.providers.pricing import estimate_tokens
+from evalcluster.providers.pricing import estimate_input_tokens, estimate_tokens
 from evalcluster.providers.ratelimit_headers import parse_rate_limits, retry_delay
 from evalcluster.providers.secrets import Secret
 from evalcluster.providers.transport import (
@@ -289,5 +289,4 @@ def _client_policy(name: str, config: ProviderConfig) -> NetworkPolicy:
 
 def estimated_usage(request: CompletionRequest, text: str) -> Usage:
     """Usage counted by us when the provider reported none (`estimated=True`)."""
-    input_tokens = sum(estimate_tokens(m.content) for m in request.messages)
-    return Usage(input_tokens, estimate_tokens(text), estimated=True)
+    return Usage(estimate_input_tokens(request), estimate_tokens(text), estimated=True)

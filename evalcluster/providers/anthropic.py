@@ -33,6 +33,7 @@ from evalcluster.providers.base import (
     Tool,
     ToolCall,
     Usage,
+    tool_arguments,
 )
 from evalcluster.providers.error_mapping import ErrorBody, class_for_status
 from evalcluster.providers.pricing import estimate_tokens
@@ -174,21 +175,18 @@ def _wire_messages(chat: tuple[Message, ...]) -> list[dict[str, Any]]:
                 [{"type": "text", "text": m.content}] if m.content else []
             )
             blocks += [
-                {"type": "tool_use", "id": c.id, "name": c.name, "input": _arguments(c.arguments)}
+                {
+                    "type": "tool_use",
+                    "id": c.id,
+                    "name": c.name,
+                    "input": tool_arguments(c.arguments),
+                }
                 for c in m.tool_calls
             ]
             out.append({"role": "assistant", "content": blocks})
         else:
             out.append({"role": m.role, "content": m.content})
     return out
-
-
-def _arguments(text: str) -> Any:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _wire_tool(tool: Tool) -> dict[str, Any]:

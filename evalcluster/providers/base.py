@@ -8,6 +8,7 @@ know nothing of rate limits, retries, breakers or budgets: those wrap them (see 
 from __future__ import annotations
 
 import enum
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,16 @@ class ToolCall:
     arguments: str = "{}"
 
 
+def tool_arguments(text: str) -> dict[str, Any]:
+    """The JSON object a tool call's `arguments` text holds; {} when the model wrote anything
+    else (formats that send arguments as an object cannot carry invalid JSON)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A function the model may call; `parameters` is its JSON Schema."""
@@ -34,6 +45,17 @@ class Tool:
     name: str
     description: str | None = None
     parameters: Mapping[str, Any] | None = None
+
+
+def function_declaration(tool: Tool) -> dict[str, Any]:
+    """`tool` as OpenAI's `function` object and Gemini's `FunctionDeclaration` both write it:
+    its name, and its description and parameters when it has them."""
+    declaration: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        declaration["description"] = tool.description
+    if tool.parameters is not None:
+        declaration["parameters"] = dict(tool.parameters)
+    return declaration
 
 
 @pickled_as_tuple  # requests cross Ray by the thousand

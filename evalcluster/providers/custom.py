@@ -20,7 +20,7 @@ from evalcluster.providers.adapter import HttpAdapter, HttpCall
 from evalcluster.providers.base import Completion, CompletionRequest, FinishReason, Usage
 from evalcluster.providers.error_mapping import ErrorBody
 from evalcluster.providers.openai import read_openai_error
-from evalcluster.providers.pricing import estimate_tokens
+from evalcluster.providers.pricing import estimate_input_tokens, estimate_tokens
 from evalcluster.providers.transport import HttpResponse
 from evalcluster.spec.models import CustomHttpConfig, ProviderConfig
 
@@ -97,7 +97,7 @@ class CustomAdapter(HttpAdapter):
         output_tokens = self._count(payload, self.spec.output_tokens_path)
         estimated = input_tokens is None or output_tokens is None
         if input_tokens is None:
-            input_tokens = sum(estimate_tokens(m.content) for m in request.messages)
+            input_tokens = estimate_input_tokens(request)
         if output_tokens is None:
             output_tokens = estimate_tokens(text)
         raw = self._raw_finish(payload)

@@ -31,9 +31,10 @@ from evalcluster.providers.base import (
     CompletionRequest,
     FinishReason,
     Message,
-    Tool,
     ToolCall,
     Usage,
+    function_declaration,
+    tool_arguments,
 )
 from evalcluster.providers.error_mapping import ErrorBody, class_for_status
 from evalcluster.providers.ratelimit_headers import parse_duration, retry_delay
@@ -96,7 +97,9 @@ class GeminiAdapter(HttpAdapter):
         if request.system is not None:
             body["systemInstruction"] = {"parts": [{"text": request.system}]}
         if request.tools:
-            body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
+            body["tools"] = [
+                {"functionDeclarations": [function_declaration(t) for t in request.tools]}
+            ]
         if request.tool_choice is not None:
             body["toolConfig"] = _tool_config(request.tool_choice)
         generation: dict[str, Any] = {}
@@ -209,26 +212,11 @@ def _contents(chat: tuple[Message, ...]) -> list[dict[str, Any]]:
             continue
         parts: list[dict[str, Any]] = [{"text": m.content}] if m.content or not m.tool_calls else []
         for call in m.tool_calls:
-            parts.append({"functionCall": {"name": call.name, "args": _arguments(call.arguments)}})
+            parts.append(
+                {"functionCall": {"name": call.name, "args": tool_arguments(call.arguments)}}
+            )
         out.append({"role": "model" if m.role == "assistant" else "user", "parts": parts})
     return out
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _declaration(tool: Tool) -> dict[str, Any]:
-    declaration: dict[str, Any] = {"name": tool.name}
-    if tool.description is not None:
-        declaration["description"] = tool.description
-    if tool.parameters is not None:
-        declaration["parameters"] = dict(tool.parameters)
-    return declaration
 
 
 def _tool_config(choice: str | Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from evalcluster.providers.base import (
     Tool,
     ToolCall,
     Usage,
+    function_declaration,
 )
 from evalcluster.providers.error_mapping import ErrorBody, class_for_status
 from evalcluster.providers.transport import HttpResponse
@@ -138,12 +139,7 @@ def _wire_message(message: Message) -> dict[str, Any]:
 
 
 def _wire_tool(tool: Tool) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description is not None:
-        function["description"] = tool.description
-    if tool.parameters is not None:
-        function["parameters"] = dict(tool.parameters)
-    return {"type": "function", "function": function}
+    return {"type": "function", "function": function_declaration(tool)}
 
 
 def _wire_tool_choice(choice: str | Mapping[str, Any]) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from evalcluster.providers.base import CompletionRequest, Usage
 from evalcluster.spec.models import Pricing
@@ -32,9 +32,12 @@ __all__ = [
     "PRICES",
     "ModelPrice",
     "cost_usd",
+    "estimate_input_tokens",
     "estimate_request_tokens",
     "estimate_tokens",
+    "output_allowance",
     "price_for",
+    "projected_usage",
 ]
 
 DEFAULT_OUTPUT_TOKENS = 1024
@@ -214,13 +217,31 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+def estimate_input_tokens(request: CompletionRequest) -> int:
+    """The estimated input of `request`: `estimate_tokens` of each message."""
+    return sum(estimate_tokens(m.content) for m in request.messages)
+
+
+def output_allowance(max_tokens: Any, default: int = DEFAULT_OUTPUT_TOKENS) -> int:
+    """The most output a request may produce: its `max_tokens`, else `default`."""
+    return int(max_tokens) if max_tokens else default
+
+
+def projected_usage(
+    request: CompletionRequest, *, default_output_tokens: int = DEFAULT_OUTPUT_TOKENS
+) -> Usage:
+    """The most a request will use, ahead of the call: estimated input plus the most output
+    the request allows (`max_tokens`, else `default_output_tokens`), the way providers
+    themselves charge a token-per-minute budget. Rate limiters and budgets both charge it."""
+    return Usage(
+        estimate_input_tokens(request),
+        output_allowance(request.params.get("max_tokens"), default_output_tokens),
+        estimated=True,
+    )
+
+
 def estimate_request_tokens(
     request: CompletionRequest, *, default_output_tokens: int = DEFAULT_OUTPUT_TOKENS
 ) -> int:
-    """Tokens to charge a rate limiter ahead of a call: estimated input plus the most output
-    the request allows (`max_tokens`, else `default_output_tokens`), the way providers
-    themselves charge a token-per-minute budget."""
-    input_tokens = sum(estimate_tokens(m.content) for m in request.messages)
-    max_tokens = request.params.get("max_tokens")
-    output = int(max_tokens) if max_tokens else default_output_tokens
-    return input_tokens + output
+    """Tokens to charge a rate limiter ahead of a call (`projected_usage`, in all)."""
+    return projected_usage(request, default_output_tokens=default_output_tokens).total_tokens

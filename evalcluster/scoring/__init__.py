@@ -3,11 +3,11 @@
 Scorers turn an output into a `Score`; `build_scorers` makes them from a suite's `scorers`
 list through a registry (see `registry`). The statistics give every mean its standard error
 and confidence interval (`summarize`, `ScoreAccumulator`), break them down by metadata
-(`group_by`), estimate pass@k, compare two runs sample by sample (`compare_paired`) and
-aggregate result rows into ``summary.json`` (`summary_for_rows`).
+(`group_by`), estimate pass@k and compare two runs sample by sample (`compare_paired`);
+`evalcluster.jobs.summary` builds ``summary.json`` from them.
 """
 
-from evalcluster.scoring.base import Score, Scorer
+from evalcluster.scoring.base import JudgedScorer, Score, Scorer, needs_judge
 from evalcluster.scoring.model_graded import JudgeRequiredError, ModelGradedScorer
 from evalcluster.scoring.paired import Comparison, compare_paired, mcnemar
 from evalcluster.scoring.passk import PassAtK, mean_pass_at_k, pass_at_k
@@ -21,12 +21,13 @@ from evalcluster.scoring.stats import (
     summarize,
     wilson_interval,
 )
-from evalcluster.scoring.summary import scores_by_sample, summary_for_rows
+from evalcluster.scoring.summary import scores_by_sample
 
 __all__ = [
     "AccumulatorKey",
     "Comparison",
     "JudgeRequiredError",
+    "JudgedScorer",
     "ModelGradedScorer",
     "PassAtK",
     "Score",
@@ -39,11 +40,11 @@ __all__ = [
     "group_by",
     "mcnemar",
     "mean_pass_at_k",
+    "needs_judge",
     "pass_at_k",
     "register_scorer",
     "scorer_types",
     "scores_by_sample",
     "summarize",
-    "summary_for_rows",
     "wilson_interval",
 ]

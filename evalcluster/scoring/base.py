@@ -1,4 +1,5 @@
-"""What every scorer is: the `Score` it returns and the `Scorer` protocol it follows.
+"""What every scorer is: the `Score` it returns and the `Scorer` protocol it follows (and
+`JudgedScorer`, for the scorers a judge model grades).
 
 A scorer turns one model output (and the sample's reference answer) into a number, usually
 1.0 for right and 0.0 for wrong. `Score.value` is None when the output could not be scored at
@@ -12,9 +13,12 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from evalcluster.providers.base import Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,29 @@ class Scorer(Protocol):
     def score(self, output: str, reference: str | None, sample: Mapping[str, Any]) -> Score:
         """Score one output against its reference; `sample` is the dataset row."""
         ...
+
+
+@runtime_checkable
+class JudgedScorer(Scorer, Protocol):
+    """A scorer whose score is a judge model's verdict (`needs_judge` True): the job sends
+    `judge_messages` to the target `judge_target` through its provider, as any other call,
+    and scores the reply with `parse_verdict`; `score()` itself cannot score."""
+
+    judge_target: str  # a target or judge of the suite
+
+    def judge_messages(self, prompt: str, output: str, reference: str | None) -> list[Message]:
+        """The messages to send to the judge about one answer."""
+        ...
+
+    def parse_verdict(self, text: str) -> Score:
+        """The score of the judge's reply."""
+        ...
+
+
+def needs_judge(scorer: Scorer) -> TypeGuard[JudgedScorer]:
+    """Whether `scorer` is scored by a judge (`build_scorers` checks that such a scorer is a
+    `JudgedScorer`)."""
+    return bool(getattr(scorer, "needs_judge", False))
 
 
 class ScorerOptions(BaseModel):

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from evalcluster.errors import SpecError
-from evalcluster.scoring.base import Scorer
+from evalcluster.scoring.base import JudgedScorer, Scorer, needs_judge
 from evalcluster.spec.models import ScorerSpec
 
 ENTRY_POINT_GROUP = "evalcluster.scorers"
@@ -89,11 +89,10 @@ def build_scorers(
             raise SpecError(f"duplicate scorer name {name!r} (set 'name')", field=f"{where}.name")
         seen.add(name)
         scorer = _build_one(spec, where)
-        judge = getattr(scorer, "judge_target", None)
-        if targets is not None and getattr(scorer, "needs_judge", False) and judge not in targets:
+        if targets is not None and needs_judge(scorer) and scorer.judge_target not in targets:
             known = ", ".join(sorted(targets)) or "none"
             raise SpecError(
-                f"judge {judge!r} is not a target of this suite (targets: {known})",
+                f"judge {scorer.judge_target!r} is not a target of this suite (targets: {known})",
                 field=f"{where}.judge",
             )
         scorers.append(scorer)
@@ -120,6 +119,12 @@ def _build_one(spec: ScorerSpec, where: str) -> Scorer:
         raise SpecError(
             f"the factory of scorer type {spec.type!r} returned {type(scorer).__name__}, "
             "which lacks name/needs_judge/score()",
+            field=f"{where}.type",
+        )
+    if needs_judge(scorer) and not isinstance(scorer, JudgedScorer):
+        raise SpecError(
+            f"scorer type {spec.type!r} needs a judge but {type(scorer).__name__} lacks "
+            "judge_target/judge_messages()/parse_verdict()",
             field=f"{where}.type",
         )
     return scorer

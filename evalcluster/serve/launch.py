@@ -40,7 +40,7 @@ def serve_forever(
     import ray
     from ray import serve
 
-    from evalcluster.actors.run import NAMESPACE
+    from evalcluster.cluster import NAMESPACE
     from evalcluster.serve.app import build_app
 
     if allow_no_auth is None:

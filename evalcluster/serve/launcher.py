@@ -22,13 +22,16 @@ import logging
 import threading
 import time
 import traceback
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import ray
 
-from evalcluster.actors.run import NAMESPACE, get_live_run
+from evalcluster.actors.run import RunSnapshot, get_live_run
+from evalcluster.cluster import NAMESPACE
 from evalcluster.errors import NotFoundError
 from evalcluster.jobs.options import RunOptions
+from evalcluster.runstate import RunState
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store, open_store
 from evalcluster.store.layout import run_prefix
@@ -44,6 +47,23 @@ def driver_name(run_id: str) -> str:
     return f"{DRIVER_PREFIX}{run_id}"
 
 
+DriverPhase = Literal["starting", "running", "ended"]
+
+
+@dataclass(frozen=True)
+class DriverState:
+    """What a run's driver actor knows (`RunDriver.state`), read by `serve/runstatus.py`."""
+
+    run_id: str
+    phase: DriverPhase
+    status: str  # a RunState value
+    message: str | None
+    snapshot: RunSnapshot | None  # the last progress the run reported
+    started_at: float
+    ended_at: float | None
+    cancel_requested: bool
+
+
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)
 class RunDriver:
     """Drives one run in a thread; reports its phase, last progress snapshot and outcome."""
@@ -51,10 +71,10 @@ class RunDriver:
     def __init__(self, run_id: str, linger_s: float):
         self.run_id = run_id
         self.linger_s = linger_s
-        self.phase = "starting"  # starting -> running -> ended
-        self.status = "pending"
+        self.phase: DriverPhase = "starting"  # starting -> running -> ended
+        self.status: str = RunState.PENDING
         self.message: str | None = None
-        self.snapshot: dict[str, Any] | None = None
+        self.snapshot: RunSnapshot | None = None
         self.started_at = time.time()
         self.ended_at: float | None = None
         self.cancel_requested = False
@@ -71,18 +91,18 @@ class RunDriver:
         self._thread.start()
         return True
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> DriverState:
         """Phase, status, message and the last progress snapshot seen."""
-        return {
-            "run_id": self.run_id,
-            "phase": self.phase,
-            "status": self.status,
-            "message": self.message,
-            "snapshot": self.snapshot,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "cancel_requested": self.cancel_requested,
-        }
+        return DriverState(
+            run_id=self.run_id,
+            phase=self.phase,
+            status=self.status,
+            message=self.message,
+            snapshot=self.snapshot,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            cancel_requested=self.cancel_requested,
+        )
 
     def cancel(self) -> bool:
         """Ask the run to stop; forwarded to the live run as soon as it is open."""
@@ -104,7 +124,7 @@ class RunDriver:
             result = run_suite(suite, options, on_progress=self._on_progress)
             self.status, self.message = result.status, result.message
         except BaseException as exc:  # noqa: BLE001 - reported through state(), never lost
-            self.status, self.message = "failed", f"{type(exc).__name__}: {exc}"
+            self.status, self.message = RunState.FAILED, f"{type(exc).__name__}: {exc}"
             log.error("run %s failed:\n%s", self.run_id, traceback.format_exc())
         finally:
             self.ended_at = time.time()
@@ -115,16 +135,16 @@ class RunDriver:
             timer.start()
 
     def _write_outcome(self, options: RunOptions) -> None:
-        outcome = {"status": self.status, "message": self.message, "ended_at": self.ended_at}
+        outcome = {"status": str(self.status), "message": self.message, "ended_at": self.ended_at}
         try:
             store = open_store(options.store, endpoint_url=options.endpoint_url)
             store.put(outcome_key(self.run_id), json.dumps(outcome).encode())
         except Exception:  # noqa: BLE001 - the store is down: state() still tells, while alive
             log.exception("outcome of run %s not written", self.run_id)
 
-    def _on_progress(self, snapshot: dict[str, Any]) -> None:
+    def _on_progress(self, snapshot: RunSnapshot) -> None:
         self.snapshot = snapshot
-        self.status = snapshot.get("status", self.status)
+        self.status = snapshot.status
 
     def _forward_cancel(self) -> None:
         while self.phase != "ended":
@@ -146,13 +166,29 @@ def outcome_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}_outcome.json"
 
 
-def read_outcome(store: Store, run_id: str) -> dict[str, Any] | None:
-    """What the driver of `run_id` wrote when its run ended; None if nothing."""
+@dataclass(frozen=True)
+class DriverOutcome:
+    """What a driver left in ``_outcome.json`` when its run ended."""
+
+    status: str  # a RunState value, as the driver last knew it
+    message: str | None = None
+    ended_at: float | None = None
+
+
+def read_outcome(store: Store, run_id: str) -> DriverOutcome | None:
+    """What the driver of `run_id` wrote when its run ended; None if nothing (or unreadable)."""
     try:
         data = json.loads(store.get(outcome_key(run_id)))
     except (NotFoundError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+        return None
+    message, ended_at = data.get("message"), data.get("ended_at")
+    return DriverOutcome(
+        data["status"],
+        message if isinstance(message, str) else None,
+        float(ended_at) if isinstance(ended_at, int | float) else None,
+    )
 
 
 def launch_run(run_id: str, suite: LoadedSuite, options: RunOptions, linger_s: float) -> None:

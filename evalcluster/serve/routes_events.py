@@ -4,7 +4,11 @@ Messages (each a JSON object with a ``type``)::
 
     {"type": "state", "run": {...}}      first, whatever the run's state (GET /v1/runs/{id})
     {"type": "progress", "run_id", "status", "done", "total", "errors", "cost_usd",
-     "targets": {name: {"done", "total", "errors", "cost_usd"}}}   as samples finish
+     "targets": {name: {"done", "total", "errors", "cost_usd"}},
+     "batches": {"queued", "batches_in_progress", "requests_in_progress", "answered",
+                 "retried", "anomalies"} or null}
+                                         as samples finish, and as a batching run's batches
+                                         move (null: the run batches nothing)
     {"type": "status", "run_id", "status", "message"}              when the status changes
     {"type": "comparison", "run_id", "verdict", "difference", "lower", "upper", ...}
                                          a `compare:` run's latest look (comparison_events.py)
@@ -31,7 +35,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from evalcluster.actors.run import RunHandle, get_live_run
+from evalcluster.actors.run import RunHandle, RunSnapshot, get_live_run
 from evalcluster.serve.auth import AuthResult, Principal, check_credentials
 from evalcluster.serve.comparison_events import ComparisonWatch
 from evalcluster.serve.context import ServiceContext
@@ -44,7 +48,7 @@ from evalcluster.serve.runstatus import (
     is_terminal,
     is_valid_run_id,
 )
-from evalcluster.serve.schemas import RunStatus
+from evalcluster.serve.schemas import RunStatusResponse
 
 log = logging.getLogger("evalcluster.serve")
 
@@ -139,7 +143,7 @@ async def _stream(
     websocket: WebSocket,
     ctx: ServiceContext,
     run_id: str,
-    state: RunStatus,
+    state: RunStatusResponse,
     owner: RunOwner | None,
 ) -> None:
     await websocket.send_json({"type": "state", "run": state.model_dump()})
@@ -157,17 +161,17 @@ async def _stream(
                 await asyncio.sleep(NOT_LIVE_POLL_S)
             continue
         started = time.monotonic()
-        if snapshot["version"] != version:
-            version = snapshot["version"]
+        if snapshot.version != version:
+            version = snapshot.version
             progress = _progress_event(snapshot)
             if progress != last_progress:  # a version also moves on status-only changes
                 last_progress = progress
                 await websocket.send_json(progress)
             if (comparison := await comparisons.next_event()) is not None:
                 await websocket.send_json(comparison)
-        if snapshot["status"] != status:
-            status = snapshot["status"]
-            await websocket.send_json(_status_event(run_id, status, snapshot.get("message")))
+        if snapshot.status != status:
+            status = snapshot.status
+            await websocket.send_json(_status_event(run_id, status, snapshot.message))
         if is_terminal(status):  # the manifest and summary are written before this status
             state = compose_status(await gather_sources(ctx, run_id, owner))
         await asyncio.sleep(max(0.0, MIN_INTERVAL_S - (time.monotonic() - started)))
@@ -175,7 +179,7 @@ async def _stream(
     await _close(websocket, 1000)
 
 
-def _ended(state: RunStatus) -> bool:
+def _ended(state: RunStatusResponse) -> bool:
     return is_terminal(state.status) or not state.live
 
 
@@ -188,7 +192,7 @@ class _RunWatch:
 
     def __init__(self, live: RunHandle):
         self.live = live
-        self.snapshot: dict[str, Any] | None = None
+        self.snapshot: RunSnapshot | None = None
         self.version = -1
         self.closed = False
         self.changed = asyncio.Condition()
@@ -201,14 +205,14 @@ class _RunWatch:
                 async with self.changed:
                     if snapshot is None:
                         return
-                    self.snapshot, self.version = snapshot, snapshot["version"]
+                    self.snapshot, self.version = snapshot, snapshot.version
                     self.changed.notify_all()
         finally:
             self.closed = True
             async with self.changed:
                 self.changed.notify_all()
 
-    async def next(self, version: int) -> dict[str, Any] | None:
+    async def next(self, version: int) -> RunSnapshot | None:
         """The first snapshot after `version` (the same one after a quiet spell); None once the
         run is closed or unreachable."""
         async with self.changed:
@@ -228,7 +232,7 @@ def _watches(ctx: ServiceContext) -> dict[str, _RunWatch]:
     return watches
 
 
-async def _watch_next(ctx: ServiceContext, run_id: str, version: int) -> dict[str, Any] | None:
+async def _watch_next(ctx: ServiceContext, run_id: str, version: int) -> RunSnapshot | None:
     """The run's next snapshot through this replica's shared watch (made on first use)."""
     watches = _watches(ctx)
     watch = watches.get(run_id)
@@ -245,7 +249,7 @@ async def _watch_next(ctx: ServiceContext, run_id: str, version: int) -> dict[st
     return snapshot
 
 
-async def _next_snapshot(live: RunHandle, version: int) -> dict[str, Any] | None:
+async def _next_snapshot(live: RunHandle, version: int) -> RunSnapshot | None:
     try:
         return await asyncio.wait_for(
             _await(live.wait_for_change(version, WAIT_FOR_CHANGE_S)),
@@ -255,20 +259,21 @@ async def _next_snapshot(live: RunHandle, version: int) -> dict[str, Any] | None
         return None
 
 
-def _progress_event(snapshot: dict[str, Any]) -> dict[str, Any]:
+def _progress_event(snapshot: RunSnapshot) -> dict[str, Any]:
     targets = {
-        name: {k: t.get(k) for k in ("done", "total", "errors", "cost_usd")}
-        for name, t in snapshot.get("targets", {}).items()
+        name: {"done": t.done, "total": t.total, "errors": t.errors, "cost_usd": t.cost_usd}
+        for name, t in snapshot.targets.items()
     }
     return {
         "type": "progress",
-        "run_id": snapshot.get("run_id"),
-        "status": snapshot.get("status"),
-        "done": snapshot.get("done"),
-        "total": snapshot.get("total"),
-        "errors": snapshot.get("errors"),
-        "cost_usd": snapshot.get("cost_usd"),
+        "run_id": snapshot.run_id,
+        "status": str(snapshot.status),
+        "done": snapshot.done,
+        "total": snapshot.total,
+        "errors": snapshot.errors,
+        "cost_usd": snapshot.cost_usd,
         "targets": targets,
+        "batches": None if snapshot.batches is None else snapshot.batches.to_dict(),
     }
 
 

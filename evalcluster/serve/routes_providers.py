@@ -12,7 +12,7 @@ from typing import Any
 import ray
 from fastapi import APIRouter, Depends
 
-from evalcluster.actors.run import NAMESPACE
+from evalcluster.cluster import NAMESPACE
 from evalcluster.serve.auth import Principal, require_principal
 from evalcluster.serve.jsonsafe import json_safe
 from evalcluster.serve.schemas import ErrorBody, ProviderList, ProviderStatus

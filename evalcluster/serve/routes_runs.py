@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from evalcluster.actors.run import get_live_run
 from evalcluster.jobs.driver import new_run_id
 from evalcluster.jobs.options import RunOptions
+from evalcluster.runstate import RunState
 from evalcluster.serve.audit import record
 from evalcluster.serve.auth import Principal, require_principal, require_role
 from evalcluster.serve.context import ServiceContext, get_context
@@ -25,6 +26,7 @@ from evalcluster.serve.owners import RunOwner, read_owner, write_owner
 from evalcluster.serve.quotas import admit, check_active_runs, mark_run, tenant_run_ids
 from evalcluster.serve.routes_suites import load_submitted_suite
 from evalcluster.serve.runstatus import (
+    INTERRUPTED_STATUS,
     RunSources,
     compose_status,
     driver_state,
@@ -41,7 +43,7 @@ from evalcluster.serve.schemas import (
     RunList,
     RunListItem,
     RunRequest,
-    RunStatus,
+    RunStatusResponse,
 )
 from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.lake import list_run_ids, read_results
@@ -161,7 +163,11 @@ def accepted(run_id: str, suite: str, version: str) -> RunAccepted:
     base = f"/v1/runs/{run_id}"
     links = {name: f"{base}/{name}" for name in ("events", "results", "cancel", "resume")}
     return RunAccepted(
-        run_id=run_id, status="pending", suite=suite, version=version, links={"self": base, **links}
+        run_id=run_id,
+        status=RunState.PENDING,
+        suite=suite,
+        version=version,
+        links={"self": base, **links},
     )
 
 
@@ -200,12 +206,12 @@ def _list_items(ctx: ServiceContext, principal: Principal, live: list[str]) -> l
         manifest = read_manifest(ctx.store, run_id)
         if manifest is None and owner is None:
             if run_id in live:
-                items.append(RunListItem(run_id=run_id, status="pending"))
+                items.append(RunListItem(run_id=run_id, status=RunState.PENDING))
             continue
         if manifest is None:
-            status = "pending" if run_id in live else "interrupted"
+            status = RunState.PENDING if run_id in live else INTERRUPTED_STATUS
         elif not manifest.is_terminal and run_id not in live:
-            status = "interrupted"
+            status = INTERRUPTED_STATUS
         else:
             status = manifest.status
         items.append(
@@ -248,7 +254,7 @@ async def list_runs(
 
 @router.get(
     "/{run_id}",
-    response_model=RunStatus,
+    response_model=RunStatusResponse,
     summary="A run's status, progress and metrics",
     responses=_NOT_FOUND,
 )
@@ -256,7 +262,7 @@ async def get_run(
     run_id: str,
     principal: Principal = Depends(require_principal),
     ctx: ServiceContext = Depends(get_context),
-) -> RunStatus:
+) -> RunStatusResponse:
     return compose_status(await known_run(ctx, principal, run_id))
 
 
@@ -341,9 +347,9 @@ async def resume_run(
             f"(`evalcluster run SUITE.yaml --run-id {run_id}`)",
         )  # fmt: skip
     status = compose_status(await gather_sources(ctx, run_id, owner))
-    if status.live or status.status == "pending":
+    if status.live or status.status == RunState.PENDING:
         raise ApiError(409, f"run {run_id!r} is {status.status}: nothing to resume yet")
-    if status.status == "finished":
+    if status.status == RunState.FINISHED:
         raise ApiError(409, f"run {run_id!r} has finished: nothing is missing")
     suite = await ctx.call(_load_stored, ctx, owner.tenant, owner.suite, owner.suite_version)
     async with ctx.submit_lock(owner.tenant):

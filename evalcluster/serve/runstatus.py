@@ -10,18 +10,32 @@ non-terminal by a driver that is gone.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from evalcluster.actors.run import get_live_run
+from evalcluster.actors.run import RunSnapshot, get_live_run
+from evalcluster.runstate import RunState, is_terminal
 from evalcluster.serve.context import ServiceContext
-from evalcluster.serve.launcher import get_driver, read_outcome
+from evalcluster.serve.launcher import DriverOutcome, DriverState, get_driver, read_outcome
 from evalcluster.serve.owners import RunOwner
-from evalcluster.serve.schemas import RunStatus, TargetStatus
-from evalcluster.store.layout import check_partition_value
-from evalcluster.store.manifest import TERMINAL_STATUSES, RunManifest, read_manifest, read_summary
+from evalcluster.serve.schemas import BatchStatus, RunStatusResponse, TargetStatus
+from evalcluster.store.layout import is_valid_run_id
+from evalcluster.store.manifest import RunManifest, read_manifest, read_summary
 
+__all__ = [
+    "INTERRUPTED_STATUS",
+    "RunSources",
+    "compose_status",
+    "driver_state",
+    "gather_sources",
+    "is_terminal",  # re-exported from evalcluster/runstate.py
+    "is_valid_run_id",  # re-exported from evalcluster/store/layout.py
+    "live_snapshot",
+]
+
+# A run whose driver is gone before it ended: composed here, never stored (not a RunState).
+INTERRUPTED_STATUS = "interrupted"
 ACTOR_CALL_TIMEOUT_S = 10.0
 LAUNCH_GRACE_S = 30.0  # a run with an owner and no driver yet is starting, not interrupted
 INTERRUPTED = (
@@ -41,10 +55,10 @@ class RunSources:
     run_id: str
     manifest: RunManifest | None = None
     summary: dict[str, Any] | None = None
-    snapshot: dict[str, Any] | None = None  # from the live-run registry
-    driver: dict[str, Any] | None = None  # RunDriver.state()
+    snapshot: RunSnapshot | None = None  # from the live-run registry
+    driver: DriverState | None = None  # RunDriver.state()
     owner: RunOwner | None = None  # runs started over HTTP
-    outcome: dict[str, Any] | None = None  # what an exited driver left (`_outcome.json`)
+    outcome: DriverOutcome | None = None  # what an exited driver left (`_outcome.json`)
 
     @property
     def known(self) -> bool:
@@ -52,59 +66,48 @@ class RunSources:
         return any(x is not None for x in parts)
 
 
-def is_valid_run_id(run_id: str) -> bool:
-    """Whether a run could have this id (the store refuses others as keys)."""
-    try:
-        check_partition_value("run_id", run_id)
-    except Exception:  # noqa: BLE001 - StoreError or a non-string
-        return False
-    return True
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL_STATUSES
-
-
-def compose_status(src: RunSources) -> RunStatus:
+def compose_status(src: RunSources) -> RunStatusResponse:
     """The run's status from its sources (pure: no I/O)."""
     manifest, driver = src.manifest, src.driver
-    snapshot = src.snapshot or (driver or {}).get("snapshot")
-    live = src.snapshot is not None or (driver is not None and driver["phase"] != "ended")
+    snapshot = src.snapshot or (driver.snapshot if driver is not None else None)
+    live = src.snapshot is not None or (driver is not None and driver.phase != "ended")
     message: str | None = None
     if manifest is not None and manifest.is_terminal:
         status, message, live = manifest.status, manifest.error, False
-        if message is None and driver is not None and driver["status"] == "failed":
-            message = driver["message"]  # it failed after recording the status (the summary)
+        if message is None and driver is not None and driver.status == RunState.FAILED:
+            message = driver.message  # it failed after recording the status (the summary)
     elif src.snapshot is not None:
-        status, message = src.snapshot["status"], src.snapshot.get("message")
-    elif driver is not None and driver["phase"] == "ended":
-        status, message = driver["status"], driver["message"]
+        status, message = src.snapshot.status, src.snapshot.message
+    elif driver is not None and driver.phase == "ended":
+        status, message = driver.status, driver.message
     elif driver is not None:
-        status = "pending" if driver["phase"] == "starting" or manifest is None else "running"
-    elif src.outcome is not None and src.outcome.get("status") in TERMINAL_STATUSES:
-        status, message = src.outcome["status"], src.outcome.get("message")
+        starting = driver.phase == "starting" or manifest is None
+        status = RunState.PENDING if starting else RunState.RUNNING
+    elif src.outcome is not None and is_terminal(src.outcome.status):
+        status, message = src.outcome.status, src.outcome.message
     elif src.owner is not None and manifest is None and _just_submitted(src.owner):
-        status = "pending"  # its driver is being created
+        status = RunState.PENDING  # its driver is being created
     elif src.owner is not None:
-        status, message = "interrupted", INTERRUPTED.format(run_id=src.run_id)
+        status, message = INTERRUPTED_STATUS, INTERRUPTED.format(run_id=src.run_id)
     elif manifest is not None:
         status, message = manifest.status, ORPHANED.format(run_id=src.run_id)
     else:
-        status = "pending"
-    ended = is_terminal(status) or status == "interrupted"
+        status = RunState.PENDING
+    ended = is_terminal(status) or status == INTERRUPTED_STATUS
     targets = _targets(manifest, src.summary, snapshot, terminal=ended)
     owner_suite = src.owner.suite if src.owner else None
     owner_version = src.owner.suite_version if src.owner else None
     totals = [t.total for t in targets.values()]
-    return RunStatus(
+    return RunStatusResponse(
         run_id=src.run_id,
-        suite=manifest.suite if manifest else (snapshot or {}).get("suite") or owner_suite,
+        suite=manifest.suite if manifest else (snapshot.suite if snapshot else None) or owner_suite,
         suite_version=manifest.suite_version if manifest else owner_version,
-        status=status,
+        status=str(status),
         message=message,
         live=live,
         cancel_requested=bool(
-            (snapshot or {}).get("cancel_requested") or (driver or {}).get("cancel_requested")
+            (snapshot is not None and snapshot.cancel_requested)
+            or (driver is not None and driver.cancel_requested)
         ),
         created_at=_iso(manifest.created_at) if manifest else None,
         updated_at=_iso(manifest.updated_at) if manifest else None,
@@ -112,33 +115,44 @@ def compose_status(src: RunSources) -> RunStatus:
         total=None if None in totals or not totals else sum(totals),  # type: ignore[arg-type]
         errors=sum(t.errors for t in targets.values()),
         cost_usd=round(sum(t.cost_usd for t in targets.values()), 10),
-        budget=(snapshot or {}).get("budget"),
+        budget=asdict(snapshot.budget) if snapshot is not None else None,
         targets=targets,
         comparison=(src.summary or {}).get("comparison") or (manifest and manifest.comparison),
+        batches=_batches(snapshot),
     )
+
+
+def _batches(snapshot: RunSnapshot | None) -> BatchStatus | None:
+    if snapshot is None or snapshot.batches is None:
+        return None
+    return BatchStatus(**snapshot.batches.to_dict())
 
 
 def _targets(
     manifest: RunManifest | None,
     summary: dict[str, Any] | None,
-    snapshot: dict[str, Any] | None,
+    snapshot: RunSnapshot | None,
     *,
     terminal: bool,
 ) -> dict[str, TargetStatus]:
-    live = (snapshot or {}).get("targets", {})
+    live = snapshot.targets if snapshot is not None else {}
     metrics = (summary or {}).get("targets", {})
     names = list(manifest.targets) if manifest else list(live)
     out: dict[str, TargetStatus] = {}
     for name in names:
-        progress = live.get(name, {})
-        target = TargetStatus(
-            done=progress.get("done", 0),
-            total=progress.get("total"),
-            errors=progress.get("errors", 0),
-            cached=progress.get("cached", 0),
-            input_tokens=progress.get("input_tokens", 0),
-            output_tokens=progress.get("output_tokens", 0),
-            cost_usd=progress.get("cost_usd", 0.0),
+        progress = live.get(name)
+        target = (
+            TargetStatus()
+            if progress is None
+            else TargetStatus(
+                done=progress.done,
+                total=progress.total,
+                errors=progress.errors,
+                cached=progress.cached,
+                input_tokens=progress.input_tokens,
+                output_tokens=progress.output_tokens,
+                cost_usd=progress.cost_usd,
+            )
         )
         if terminal and manifest is not None:
             # The committed rows are the truth once a run has ended; in-flight work is lost.
@@ -151,7 +165,7 @@ def _targets(
                 target.input_tokens = found.get("input_tokens", target.input_tokens)
                 target.output_tokens = found.get("output_tokens", target.output_tokens)
                 target.cost_usd = found.get("cost_usd", 0.0) + found.get("judge_cost_usd", 0.0)
-            if manifest.status == "finished":
+            if manifest.status == RunState.FINISHED:
                 target.total = target.done
         out[name] = target
     return out
@@ -172,7 +186,7 @@ def _iso(value: datetime) -> str:
 # -- gathering the sources -------------------------------------------------------------------
 
 
-async def live_snapshot(run_id: str) -> dict[str, Any] | None:
+async def live_snapshot(run_id: str) -> RunSnapshot | None:
     """The live run's snapshot, None if it is not running (or ended just now)."""
     live = await asyncio.to_thread(get_live_run, run_id)
     if live is None:
@@ -183,7 +197,7 @@ async def live_snapshot(run_id: str) -> dict[str, Any] | None:
         return None
 
 
-async def driver_state(run_id: str) -> dict[str, Any] | None:
+async def driver_state(run_id: str) -> DriverState | None:
     """The driver actor's state, None if there is no driver (any more)."""
     actor = await asyncio.to_thread(get_driver, run_id)
     if actor is None:

@@ -140,7 +140,21 @@ class TargetStatus(BaseModel):
     )
 
 
-class RunStatus(BaseModel):
+class BatchStatus(BaseModel):
+    """A batching run's provider batches: what is waiting, what is at the provider, what came
+    back (summed over the run's providers in batch mode)."""
+
+    queued: int = Field(0, description="Requests waiting to be sent in a batch.")
+    batches_in_progress: int = Field(0, description="Batches at the provider.")
+    requests_in_progress: int = Field(0, description="Requests in those batches.")
+    answered: int = Field(0, description="Answers routed back from ended batches.")
+    retried: int = Field(0, description="Requests sent again (a batch lost or cut short).")
+    anomalies: int = Field(0, description="Odd answers seen (duplicates, unknown ids).")
+
+
+class RunStatusResponse(BaseModel):
+    """GET /v1/runs/{id}, and the ``run`` of the event stream's ``state`` and ``end``."""
+
     run_id: str
     suite: str | None = None
     suite_version: str | None = None
@@ -161,6 +175,12 @@ class RunStatus(BaseModel):
     targets: dict[str, TargetStatus] = Field(default_factory=dict)
     comparison: dict[str, Any] | None = Field(
         None, description="A `compare:` run's verdict, interval, samples and path so far."
+    )
+    batches: BatchStatus | None = Field(
+        None,
+        description="A run whose providers answer by batch: its batches' progress, as last "
+        "seen by its driver; null for a run that batches nothing, or once that is no longer "
+        "known.",
     )
 
 

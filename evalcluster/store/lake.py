@@ -28,13 +28,22 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from numbers import Integral, Real
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalcluster.errors import NotFoundError, StoreError
-from evalcluster.rows import SCORE_PREFIX
+from evalcluster.rows import (
+    ADDED_COLUMNS,
+    INT32,
+    PARTITION_COLUMNS,
+    SCORE_PREFIX,
+    base_column_types,
+    score_column,
+)
+from evalcluster.rows import scorer_names as scorers_in
 from evalcluster.store.fs import LocalStore, Store, open_store
 from evalcluster.store.layout import (
     RUNS_PREFIX,
@@ -50,6 +59,7 @@ __all__ = [
     "ADDED_FIELDS",
     "BASE_FIELDS",
     "commit_shard",
+    "file_columns",
     "iter_result_batches",
     "list_run_ids",
     "list_shards",
@@ -59,58 +69,39 @@ __all__ = [
     "runs_dataset",
     "shard_key",
     "shard_to_parquet_bytes",
+    "with_added_columns",
 ]
 
 _UTC_MICROS = pa.timestamp("us", tz="UTC")
+_ARROW_TYPES: dict[Any, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    datetime: _UTC_MICROS,
+}
 
-BASE_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("run_id", pa.string(), nullable=False),
-    pa.field("suite", pa.string(), nullable=False),
-    pa.field("suite_version", pa.string(), nullable=False),
-    pa.field("target", pa.string(), nullable=False),
-    pa.field("provider", pa.string(), nullable=False),  # the configured provider
-    pa.field("served_by", pa.string(), nullable=False),  # who answered (differs on fallback)
-    pa.field("model", pa.string(), nullable=False),
-    pa.field("sample_id", pa.string(), nullable=False),
-    pa.field("epoch", pa.int32(), nullable=False),
-    pa.field("prompt", pa.string(), nullable=False),
-    pa.field("reference", pa.string()),
-    pa.field("output", pa.string()),
-    pa.field("finish_reason", pa.string()),
-    pa.field("input_tokens", pa.int64(), nullable=False),
-    pa.field("output_tokens", pa.int64(), nullable=False),
-    pa.field("usage_estimated", pa.bool_(), nullable=False),
-    pa.field("cost_usd", pa.float64(), nullable=False),
-    pa.field("latency_ms", pa.float64(), nullable=False),
-    pa.field("attempts", pa.int32(), nullable=False),
-    pa.field("cache_hit", pa.bool_(), nullable=False),
-    pa.field("error_kind", pa.string()),
-    pa.field("error", pa.string()),
-    pa.field("request_hash", pa.string(), nullable=False),
-    pa.field("finished_at", _UTC_MICROS, nullable=False),
-    pa.field("metadata", pa.string(), nullable=False),  # JSON object of the sample's metadata
-    pa.field("judge", pa.string()),  # JSON of the judge's raw verdicts
-    pa.field("judge_input_tokens", pa.int64(), nullable=False),
-    pa.field("judge_output_tokens", pa.int64(), nullable=False),
-    pa.field("judge_cost_usd", pa.float64(), nullable=False),
-    # What was paid: the answer came through the batch API; input tokens read from the
-    # vendor's prompt cache; what batching and caching saved on the row's calls (the answer's
-    # and its judges'), against the same calls sent sync with no cache.
-    pa.field("batch", pa.bool_(), nullable=False),
-    pa.field("cached_input_tokens", pa.int64(), nullable=False),
-    pa.field("usd_saved_batch", pa.float64(), nullable=False),
-    pa.field("usd_saved_cache", pa.float64(), nullable=False),
+
+def _arrow_field(name: str, annotation: Any) -> pa.Field:
+    """The Parquet column of a `ResultRow` annotation: `X | None` is nullable, and
+    ``Annotated[int, INT32]`` is 32 bits."""
+    nullable = get_origin(annotation) in (Union, UnionType)
+    if nullable:
+        (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Annotated:
+        annotation, *marks = get_args(annotation)
+        if INT32 in marks:
+            return pa.field(name, pa.int32(), nullable=nullable)
+    return pa.field(name, _ARROW_TYPES[annotation], nullable=nullable)
+
+
+BASE_FIELDS: tuple[pa.Field, ...] = tuple(
+    _arrow_field(name, annotation) for name, annotation in base_column_types().items()
 )
-"""The columns every result file has, in order; ``score_<name>`` columns follow. Files written
-before `ADDED_FIELDS` existed lack them: readers give them as null."""
+"""The columns every result file has, in order (`rows.ResultRow`); ``score_<name>`` columns
+follow. Files written before `ADDED_FIELDS` existed lack them: readers give them as null."""
 
-ADDED_FIELDS = frozenset({"batch", "cached_input_tokens", "usd_saved_batch", "usd_saved_cache"})
-
-
-# Hive partition columns: they are in the path (run_id=<id>/target=<name>/), not in the files.
-# Written in the files too, pyarrow.parquet.read_table and pandas (which read partitions as
-# dictionaries) refuse to merge them with the files' string columns.
-PARTITION_COLUMNS = ("run_id", "target")
+ADDED_FIELDS = ADDED_COLUMNS
 
 
 def result_schema(scorer_names: Sequence[str]) -> pa.Schema:
@@ -124,7 +115,7 @@ def result_schema(scorer_names: Sequence[str]) -> pa.Schema:
         if name in seen:
             raise StoreError(f"scorer {name!r} is listed twice")
         seen.add(name)
-    scores = [pa.field(f"{SCORE_PREFIX}{name}", pa.float64()) for name in scorer_names]
+    scores = [pa.field(score_column(name), pa.float64()) for name in scorer_names]
     return pa.schema([*BASE_FIELDS, *scores])
 
 
@@ -298,10 +289,12 @@ def _opened(store: Store, shards: Sequence[ShardFile]) -> Iterator[pq.ParquetFil
             window = min(window * 2, _MAX_OPEN_WINDOW)
 
 
-def _check_columns(
+def file_columns(
     parquet: pq.ParquetFile, columns: Sequence[str] | None, where: str
 ) -> list[str] | None:
-    """The file columns to read for `columns` (the partition columns come from the path)."""
+    """The file columns to read for `columns` (the partition columns come from the path, and
+    the `ADDED_FIELDS` a file predates from `with_added_columns`); StoreError names a column
+    the file does not have."""
     if columns is None:
         return None
     columns = [c for c in columns if c not in PARTITION_COLUMNS]
@@ -315,7 +308,7 @@ def _check_columns(
 _BASE_BY_NAME = {f.name: f for f in BASE_FIELDS}
 
 
-def _fill_added(table: pa.Table, columns: Sequence[str] | None) -> pa.Table:
+def with_added_columns(table: pa.Table, columns: Sequence[str] | None) -> pa.Table:
     """An older file's table with the `ADDED_FIELDS` it lacks as null columns, where
     `result_schema` has them (or wherever `columns` selects them)."""
     wanted = ADDED_FIELDS if columns is None else ADDED_FIELDS.intersection(columns)
@@ -348,7 +341,7 @@ def _with_partitions(
             pa.field("target", pa.string(), nullable=False),
             pa.array([target] * n, pa.string()),
         )
-    table = _fill_added(table, columns)
+    table = with_added_columns(table, columns)
     return table if columns is None else table.select(list(columns))
 
 
@@ -392,7 +385,7 @@ def read_results(
     tables: list[pa.Table] = []
     with contextlib.closing(_opened(store, shards if remaining > 0 else [])) as files:
         for shard, parquet in zip(shards, files, strict=False):
-            selected = _check_columns(parquet, columns, where)
+            selected = file_columns(parquet, columns, where)
             rows = parquet.metadata.num_rows
             if skip >= rows:
                 skip -= rows
@@ -418,7 +411,7 @@ def _empty(
 ) -> pa.Table:
     if shards:  # a page past the end: keep the run's own schema
         parquet = _open(store, shards[0])
-        selected = _check_columns(parquet, columns, where)
+        selected = file_columns(parquet, columns, where)
         empty = parquet.schema_arrow.empty_table()
         empty = empty.select(selected if selected is not None else empty.column_names)
         return _with_partitions(empty, run_id, shards[0].target, columns)
@@ -448,7 +441,7 @@ def iter_result_batches(
     shards = _shards_of_known_run(store, run_id, target)
     with contextlib.closing(_opened(store, shards)) as files:
         for shard, parquet in zip(shards, files, strict=False):
-            selected = _check_columns(parquet, columns, f"run {run_id!r}")
+            selected = file_columns(parquet, columns, f"run {run_id!r}")
             try:
                 for batch in parquet.iter_batches(batch_size=batch_size, columns=selected):
                     table = _with_partitions(
@@ -469,24 +462,30 @@ def runs_dataset(store: Store, scorer_names: Sequence[str] = ()) -> Any:
 
 
 def _runs_dataset(store: Store, schema: pa.Schema | None) -> Any:
-    filesystem, path = store.arrow_filesystem_and_path(RUNS_PREFIX.rstrip("/"))
+    partitions = pa.schema([("run_id", pa.string()), ("target", pa.string())])
+    return hive_dataset(store, RUNS_PREFIX, partitions, schema, what="runs")
+
+
+def hive_dataset(
+    store: Store, prefix: str, partitions: pa.Schema, schema: pa.Schema | None, *, what: str
+) -> Any:
+    """The Parquet files under `prefix` as one hive-partitioned pyarrow dataset: NotFoundError
+    when there are none, StoreError naming `what` when they cannot be read."""
+    filesystem, path = store.arrow_filesystem_and_path(prefix.rstrip("/"))
     import pyarrow.dataset as ds  # imports pandas: kept off the shard tasks' start-up
 
-    partitioning = ds.partitioning(
-        pa.schema([("run_id", pa.string()), ("target", pa.string())]), flavor="hive"
-    )
     try:
         return ds.dataset(
             path,
             filesystem=filesystem,
             format="parquet",
-            partitioning=partitioning,
+            partitioning=ds.partitioning(partitions, flavor="hive"),
             schema=schema,
         )
     except FileNotFoundError as e:
-        raise NotFoundError(f"no runs in {store.uri}") from e
+        raise NotFoundError(f"no {what} in {store.uri}") from e
     except (OSError, pa.ArrowException) as e:
-        raise StoreError(f"cannot read the runs in {store.uri}: {e}") from e
+        raise StoreError(f"cannot read the {what} in {store.uri}: {e}") from e
 
 
 def read_runs(
@@ -525,7 +524,7 @@ def read_runs(
                 name for schema in schemas for name in schema.names if name.startswith(SCORE_PREFIX)
             )
         )
-        base = result_schema([name[len(SCORE_PREFIX) :] for name in scores])
+        base = result_schema(scorers_in(scores))
         schema = pa.unify_schemas([base, *schemas])
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"cannot read the runs in {store.uri}: {e}") from e

@@ -30,6 +30,9 @@ from typing import NamedTuple
 
 from evalcluster.errors import StoreError
 
+# The store of the command line and the service when none is given.
+DEFAULT_STORE = "./evalstore"
+
 RUNS_PREFIX = "runs/"
 SUITES_PREFIX = "suites/"
 TENANTS_PREFIX = "tenants/"
@@ -79,6 +82,21 @@ def check_partition_value(column: str, value: str) -> str:
             "pyarrow's hive partitioning; add a letter (e.g. 'run-...')"
         )
     return value
+
+
+def check_run_id(run_id: str) -> str:
+    """Return `run_id` if a run may have it, else raise StoreError: the one rule for run ids
+    (command line, HTTP, manifests), that of a partition value."""
+    return check_partition_value("run_id", run_id)
+
+
+def is_valid_run_id(run_id: str) -> bool:
+    """Whether a run could have this id (`check_run_id` as a yes or no)."""
+    try:
+        check_run_id(run_id)
+    except StoreError:
+        return False
+    return True
 
 
 def run_prefix(run_id: str) -> str:

@@ -14,17 +14,17 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evalcluster.errors import NotFoundError, StoreError
+from evalcluster.runstate import RunState, RunStateLiteral, is_terminal
 from evalcluster.store.fs import Store
-from evalcluster.store.layout import check_partition_value, manifest_key, summary_key
+from evalcluster.store.layout import check_run_id, manifest_key, summary_key
 
 __all__ = [
     "RunManifest",
-    "RunStatus",
     "ShardRecord",
     "code_version",
     "read_manifest",
@@ -32,9 +32,6 @@ __all__ = [
     "write_manifest",
     "write_summary",
 ]
-
-RunStatus = Literal["pending", "running", "finished", "failed", "killed", "budget_exhausted"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"finished", "failed", "killed", "budget_exhausted"})
 
 
 @cache
@@ -81,7 +78,7 @@ class RunManifest(BaseModel):
     suite: str = Field(description="The suite's name.")
     suite_version: str = Field(description="Content hash of the resolved suite.")
     code_version: str = Field(default_factory=code_version)
-    status: RunStatus = "pending"
+    status: RunStateLiteral = RunState.PENDING
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
     store_uri: str
@@ -113,14 +110,14 @@ class RunManifest(BaseModel):
     @classmethod
     def _partition_safe(cls, value: str) -> str:
         try:
-            return check_partition_value("run_id", value)
+            return check_run_id(value)
         except StoreError as e:
             raise ValueError(str(e)) from None
 
     @property
     def is_terminal(self) -> bool:
         """Whether the run has ended (it may still be resumed unless finished)."""
-        return self.status in TERMINAL_STATUSES
+        return is_terminal(self.status)
 
     def rows_committed(self, target: str | None = None) -> int:
         """Result rows in the committed shards (of one target)."""

@@ -10,12 +10,14 @@ import time
 import pytest
 
 from evalcluster.actors.run import (
-    NAMESPACE,
     REGISTRY_NAME,
+    BatchProgress,
     ProgressDelta,
+    RunSnapshot,
     get_live_run,
     open_run,
 )
+from evalcluster.cluster import NAMESPACE
 from evalcluster.errors import UnknownRunError
 from evalcluster.jobs.driver import run_suite
 from evalcluster.jobs.options import RunOptions
@@ -141,3 +143,35 @@ def test_a_run_that_fails_before_its_shards_start_is_not_left_live(
     with pytest.raises(RuntimeError, match="could not start"):
         run_suite(prepare_suite(path), options)
     assert get_live_run("early") is None
+
+
+def test_batch_progress_reaches_the_snapshot_and_only_a_change_wakes_readers(local_ray):
+    live, opened = open_run("batched", "s", {"t": 4}, None)
+    local_ray.get(opened)
+    try:
+        before = local_ray.get(live.snapshot())
+        assert isinstance(before, RunSnapshot) and before.batches is None
+        assert before.to_dict()["batches"] is None
+        queued = BatchProgress(queued=4)
+        local_ray.get(live.set_batches(queued))
+        after = local_ray.get(live.snapshot())
+        assert (after.batches, after.version) == (queued, before.version + 1)
+        local_ray.get(live.set_batches(BatchProgress(queued=4)))  # the same counts again
+        assert local_ray.get(live.snapshot()).version == after.version
+        at_provider = BatchProgress.from_counts(
+            {"batches_in_progress": 1, "requests_in_progress": 4, "unknown_count": 9}
+        )
+        local_ray.get(live.set_batches(at_provider))
+        snap = local_ray.get(live.snapshot())
+        assert snap.version == after.version + 1
+        assert snap.to_dict()["batches"] == {
+            "queued": 0,
+            "batches_in_progress": 1,
+            "requests_in_progress": 4,
+            "answered": 0,
+            "retried": 0,
+            "anomalies": 0,
+        }
+        assert snap["batches"] == snap.to_dict()["batches"]  # the dict view of older callers
+    finally:
+        local_ray.get(live.close())

@@ -4,10 +4,13 @@ import pytest
 
 from evalcluster.providers.base import Usage
 from evalcluster.providers.pricing import (
+    DEFAULT_OUTPUT_TOKENS,
     cost_usd,
     estimate_request_tokens,
     estimate_tokens,
+    output_allowance,
     price_for,
+    projected_usage,
 )
 from evalcluster.spec.models import Pricing
 
@@ -75,3 +78,25 @@ def test_token_estimates() -> None:
     assert estimate_request_tokens(request) == 10 + 2 + 16
     assert estimate_request_tokens(ask("x" * 40)) == 10 + 1024
     assert estimate_request_tokens(ask("x" * 40), default_output_tokens=5) == 15
+
+
+def test_projected_usage_is_what_limits_and_budgets_both_charge() -> None:
+    from evalcluster.jobs.budget import projected_cost
+    from evalcluster.spec.models import ProviderConfig
+
+    request = ask("x" * 40, system="y" * 8, max_tokens=16)
+    usage = projected_usage(request)
+    assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (12, 16, True)
+    assert usage.total_tokens == estimate_request_tokens(request)
+    assert projected_usage(ask("x" * 40)).output_tokens == DEFAULT_OUTPUT_TOKENS
+    provider = ProviderConfig(
+        kind="openai", pricing=Pricing(input_per_mtok=1.0, output_per_mtok=2.0)
+    )
+    assert projected_cost(provider, request) == pytest.approx((12 * 1.0 + 16 * 2.0) / 1e6)
+    assert projected_cost(ProviderConfig(kind="openai"), ask("x", model="unpriced")) == 0.0
+
+
+def test_output_allowance_is_max_tokens_else_the_default() -> None:
+    assert output_allowance(64) == 64
+    assert output_allowance(None) == DEFAULT_OUTPUT_TOKENS
+    assert output_allowance(0, default=7) == 7

@@ -6,7 +6,15 @@ from typing import Any
 import pytest
 
 from evalcluster.errors import SpecError
-from evalcluster.scoring import Score, Scorer, build_scorers, register_scorer, scorer_types
+from evalcluster.scoring import (
+    JudgedScorer,
+    Score,
+    Scorer,
+    build_scorers,
+    needs_judge,
+    register_scorer,
+    scorer_types,
+)
 from evalcluster.scoring.base import ScorerOptions
 from evalcluster.spec.models import ScorerSpec, SuiteSpec
 
@@ -117,6 +125,36 @@ def test_factory_errors_become_spec_errors() -> None:
     with pytest.raises(SpecError) as info:
         build_scorers([ScorerSpec(type="not_a_scorer")])
     assert info.value.field == "scorers[0].type"
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_a_scorer_that_needs_a_judge_must_be_a_judged_scorer() -> None:
+    class Half:
+        needs_judge = True
+
+        def __init__(self, name: str, options: dict[str, Any]) -> None:
+            self.name = name
+
+        def score(self, output: str, reference: str | None, sample: Mapping[str, Any]) -> Score:
+            return Score(None)
+
+    class Whole(Half):
+        judge_target = "j"
+
+        def judge_messages(self, prompt: str, output: str, reference: str | None) -> list:
+            return []
+
+        def parse_verdict(self, text: str) -> Score:
+            return Score(1.0)
+
+    register_scorer("half_judged")(Half)
+    register_scorer("judged")(Whole)
+    with pytest.raises(SpecError) as info:
+        build_scorers([ScorerSpec(type="half_judged")])
+    assert info.value.field == "scorers[0].type" and "judge_messages" in info.value.message
+    (scorer,) = build_scorers([ScorerSpec(type="judged")], targets=["j"])
+    assert isinstance(scorer, JudgedScorer) and needs_judge(scorer)
+    assert not needs_judge(build_scorers([ScorerSpec(type="exact")])[0])
 
 
 PLUGIN_MODULE = textwrap.dedent(

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from evalcluster.scoring import compare_paired, scores_by_sample, summary_for_rows
+from evalcluster.scoring import compare_paired, scores_by_sample
+from tests.scoring.summary_oracle import summary_for_rows
 
 
 def row(target, sample, epoch=0, error_kind=None, **scores):

@@ -256,6 +256,13 @@ function progressBar(done, total) {
     "aria-valuenow": done || 0, "aria-label": "samples done" }, inner);
 }
 
+// A batching run's batches, beside its progress (as the CLI's line under the bar); "" otherwise.
+function batchText(b) {
+  if (!b || !(b.queued || b.batches_in_progress)) return "";
+  return ` · batches: ${fmt(b.queued)} queued, ${fmt(b.batches_in_progress)} at the provider ` +
+    `(${fmt(b.requests_in_progress)} requests), ${fmt(b.answered)} answered`;
+}
+
 async function runsPage() {
   const [runs, suites] = await Promise.all([api("/v1/runs?limit=200"), api("/v1/suites").catch(() => ({ suites: [] }))]);
   const body = el("tbody");
@@ -295,7 +302,8 @@ async function runsPage() {
     if (event.status) c.status.replaceChildren(statusPill(event.status));
     if (event.done !== undefined) {
       c.progress.replaceChildren(progressBar(event.done, event.total), " ",
-        el("span", { className: "done", text: `${fmt(event.done)} / ${fmt(event.total)}` }));
+        el("span", { className: "done", text: `${fmt(event.done)} / ${fmt(event.total)}` }),
+        el("span", { className: "muted batches", text: batchText(event.batches) }));
       const now = performance.now();
       const before = rates.get(tr.dataset.run);
       if (before && now > before[0]) {
