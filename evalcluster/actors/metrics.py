@@ -148,6 +148,15 @@ def batches() -> metrics.Gauge:
     )
 
 
+# `BREAKER_STATE`'s values, by `CircuitBreaker.state`.
+BREAKER_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def publish_breaker_state(provider: str, state: str) -> None:
+    """Set `BREAKER_STATE` for `provider` to `state` ("closed", "half_open" or "open")."""
+    breaker_state().set(BREAKER_GAUGE.get(state, 0), tags={"provider": provider})
+
+
 def publish_batches(provider: str, snapshots: list[dict[str, int]]) -> None:
     """Set `BATCHES` for `provider` from its lanes' `BatchLane.snapshot`s (summed over runs)."""
     gauge = batches()

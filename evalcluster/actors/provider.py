@@ -1,28 +1,15 @@
 """One Ray actor per provider endpoint: its limits, breaker, retries, fallback and accounting.
 
 Every shard of every run in the cluster reaches an endpoint through its one named actor, so the
-endpoint's rate limits hold globally however many shards run. The adapter underneath knows none
-of this: the actor wraps it (fair queue -> breaker -> token bucket -> concurrency slot -> call),
-and retries wrap the whole attempt.
-
-Failing fast instead of hanging (see `evalcluster.limits.breaker` and `.bucket` for details):
-
-* Endpoint down. When connection failures (refused, host not found) open the breaker, a probe
-  follows after `breaker.down_probe_s` (1 s); if it cannot connect either, the endpoint is down:
-  every request waiting for it without a fallback ends at once with `error_kind`
-  `endpoint_down` (an `EndpointDownError`, a kind of `CircuitOpenError`, not retried), and so
-  does every new one while the breaker stays open. Probes go on every `reset_timeout_s`; one
-  that succeeds closes the breaker and requests flow again. With a fallback, requests go there.
-* Any other open breaker: a request without a fallback waits for a probe at most
-  `breaker.max_wait_s` (default 4 x `reset_timeout_s`), then ends as `circuit_open`.
-* Provider pauses (429 `retry-after`, or rate-limit headers with nothing remaining) follow the
-  retry policy's `max_retry_after_s`, like a single request's retry: nothing is sent before the
-  pause ends, but while more than `max_retry_after_s` of it is left, requests end at once as
-  `rate_limited` (resumable later) instead of waiting. A pause the policy allows is waited out.
-* A warning is logged (it reaches the driver) when the breaker opens, when the endpoint is
-  found down, and when a pause of `LONG_PAUSE_LOG_S` or more begins: provider name, failure
-  kind and message (never a key). `status()` carries the breaker's `reason` and `down`, and
-  the pause's wall-clock end (`pause`), so displays can say why nothing moves.
+endpoint's rate limits hold globally however many shards run. The actor is a shell around
+`evalcluster.limits.pipeline.EndpointPipeline`, which owns the request path (fair queue ->
+breaker -> token bucket -> send window -> concurrency slot -> the adapter's call, with retries
+around the attempt) and its fail-fast rules (an endpoint that cannot be reached ends requests as
+`endpoint_down`; a provider pause past `max_retry_after_s` ends them as `rate_limited`). The
+adapter underneath knows none of this. The actor adds what needs Ray, money or metrics: the
+provider's fallbacks when its breaker is open, the runs' batch lanes, pricing, the Prometheus
+metrics and `status()` (which carries the breaker's `reason` and `down`, and the pause's
+wall-clock end, so displays can say why nothing moves).
 
 The actor is named by provider name and a hash of its configuration, so a changed configuration
 gets a new actor instead of silently reusing old limits. Ray restarts a dead actor; a restarted
@@ -35,27 +22,20 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
 import time
-from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from evalcluster.actors import metrics
 from evalcluster.actors.batch_lane import BatchLane, BatchLaneConfig
-from evalcluster.actors.run import NAMESPACE
-from evalcluster.errors import (
-    CircuitOpenError,
-    EndpointDownError,
-    ProviderError,
-    RateLimitedError,
-)
+from evalcluster.cluster import NAMESPACE
+from evalcluster.errors import CircuitOpenError, EndpointDownError, ProviderError
 from evalcluster.lazy_ray import ray
-from evalcluster.limits.breaker import CircuitBreaker
-from evalcluster.limits.bucket import DualTokenBucket, Reservation
-from evalcluster.limits.fair import WeightedFairQueue
-from evalcluster.limits.retry import call_with_retries
+from evalcluster.limits.breaker import BreakerState
+from evalcluster.limits.pipeline import BreakerOpen, EndpointPipeline
+from evalcluster.limits.retry import Attempted
 from evalcluster.providers import build_adapter
 from evalcluster.providers.base import Completion, CompletionRequest
 from evalcluster.providers.batch import batch_client
@@ -66,12 +46,10 @@ from evalcluster.store.batch_ledger import BatchLedger
 from evalcluster.store.fs import Store
 
 RESTART_RATE_FACTOR = 0.5
-LONG_PAUSE_LOG_S = 10.0  # a provider pause at least this long is logged
 BATCH_GAUGE_EVERY_S = 1.0
 _DOWN_KINDS = (CircuitOpenError.kind, EndpointDownError.kind)
 
 log = logging.getLogger(__name__)
-_BREAKER_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,38 +84,6 @@ class BatchRoute:
     shard: int | None = None
 
 
-class _BreakerOpen(Exception):
-    """Internal: the breaker refused and a fallback should serve instead."""
-
-
-class SendWindow:
-    """At most `capacity` sends in any `window_s` seconds (a sliding log of send times).
-
-    The token bucket alone lets up to twice its capacity through within one window after an
-    idle spell (a full bucket, then the refill). Providers enforce per-minute limits in short
-    fixed windows ("quantized": OpenAI's rate-limit guide gives 60,000 rpm enforced as 1,000
-    per second), so that burst meets 429s whenever the window was already partly used. A
-    window of the bucket's burst length holding the bucket's capacity closes the gap; at the
-    steady rate it never waits. Callers must take turns (the actor's fair queue serialises
-    them).
-    """
-
-    def __init__(self, per_minute: float | None, burst_s: float) -> None:
-        self.window_s = burst_s if per_minute is None else max(burst_s, 60.0 / per_minute)
-        capacity = None if per_minute is None else max(1, math.floor(per_minute * burst_s / 60))
-        self._sent: deque[float] | None = None if capacity is None else deque(maxlen=capacity)
-
-    async def wait(self) -> None:
-        """Return when one more send fits, and record it."""
-        if self._sent is None:
-            return
-        if len(self._sent) == self._sent.maxlen:
-            delay = self._sent[0] + self.window_s - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        self._sent.append(time.monotonic())
-
-
 def _was_reconstructed() -> bool:
     """Whether Ray restarted this actor; False outside an actor (the in-process executor runs
     this class without Ray, and asking Ray would start one)."""
@@ -159,30 +105,23 @@ class ProviderActor:
         self.config = config
         self.fallbacks = fallbacks
         self.adapter = build_adapter(name, config)
-        self.bucket = DualTokenBucket(
-            config.rpm,
-            config.tpm,
-            burst_s=config.burst_s,
-            provider=name,
-            max_pause_s=config.retry.max_retry_after_s,
-        )
-        self.window = SendWindow(config.rpm, config.burst_s)
-        self.breaker = CircuitBreaker.from_config(config.breaker)
-        self.fair = WeightedFairQueue()
-        self.slots = asyncio.Semaphore(config.max_concurrency)
-        self.in_flight = 0
         self.outcomes: Counter[str] = Counter()
         self.metrics = metrics.ProviderMetricsBuffer(name)
-        self._published_breaker: str | None = None
+        self.pipeline = EndpointPipeline(
+            name,
+            config,
+            on_breaker_state=self._publish_breaker,
+            on_failure=self._on_failure,
+            logger=log,
+        )
         self._lanes: dict[str, asyncio.Task[BatchLane]] = {}  # run id -> its started lane
         self._cancelled_runs: set[str] = set()  # their batch requests never go the sync path
         self._batches_published: tuple[int, ...] | None = None
         self._batches_published_at = 0.0
         self.restarted = _was_reconstructed()
         if self.restarted:
-            self.breaker.force_half_open()
-            self.bucket.conservative_start(RESTART_RATE_FACTOR)
-        self._publish_breaker()
+            self.pipeline.conservative_start(RESTART_RATE_FACTOR)
+        self.pipeline.report_breaker()
 
     async def ready(self) -> bool:
         return True
@@ -365,11 +304,8 @@ class ProviderActor:
         started = time.monotonic()
         fallbacks = [f for f in self.config.fallback if f not in visited]
         try:
-            attempted = await call_with_retries(
-                lambda: self._attempt(run_id, request, priority, bool(fallbacks)),
-                self.config.retry,
-            )
-        except _BreakerOpen:
+            attempted = await self._call(run_id, request, priority, bool(fallbacks))
+        except BreakerOpen:
             return await self._fallback(run_id, request, priority, visited, fallbacks)
         except ProviderError as exc:
             self._count(exc.kind)
@@ -400,17 +336,14 @@ class ProviderActor:
         started = time.monotonic()
         fallbacks = [f for f in self.config.fallback if f not in visited]
         try:
-            attempted = await call_with_retries(
-                lambda: self._attempt(queue, request, priority, bool(fallbacks)),
-                self.config.retry,
-            )
-        except _BreakerOpen:
+            attempted = await self._call(queue, request, priority, bool(fallbacks))
+        except BreakerOpen:
             return await self._fallback_one(queue, request, priority, visited, fallbacks)
         except ProviderError as exc:
             self._count(exc.kind)
             retry_after = exc.retry_after_s
             if isinstance(exc, CircuitOpenError) and retry_after is None:
-                retry_after = self.breaker.reset_timeout_s
+                retry_after = self.pipeline.probe_interval_s
             return CompletionResult(
                 served_by=self.name,
                 attempts=getattr(exc, "attempts", 1),
@@ -458,160 +391,24 @@ class ProviderActor:
             latency_ms=0.0,
             error_kind=CircuitOpenError.kind,
             error=f"{self.name}: circuit open and every fallback is down",
-            retry_after_s=self.breaker.reset_timeout_s,
+            retry_after_s=self.pipeline.probe_interval_s,
         )
 
-    async def _attempt(
-        self, run_id: str, request: CompletionRequest, priority: float, can_fall_back: bool
-    ) -> Completion:
-        tokens = estimate_request_tokens(request)
-        while True:
-            await self._pass_breaker(can_fall_back)
-            probe = self.breaker.state == "half_open"  # allow() took a probe slot for us
-            self._publish_breaker()
-            try:
-                reservation = await self._reserve(run_id, priority, tokens, probe)
-            except BaseException:
-                if probe:
-                    self.breaker.release_probe()
-                raise
-            if reservation is not None:
-                break
-            # The breaker opened while this request queued for the rate: it was not sent and
-            # took nothing; it asks the breaker again (fallback, or wait for the probe).
-        async with self.slots:
-            self.in_flight += 1
-            try:
-                completion = await self.adapter.complete(request)
-            except ProviderError as exc:
-                self.bucket.settle(reservation, 0)
-                self._on_failure(exc)
-                if probe and self.breaker.down:  # this probe found the endpoint down
-                    raise self._down_error() from exc
-                raise
-            except BaseException:
-                self.bucket.release(reservation)
-                if probe:
-                    self.breaker.release_probe()
-                raise
-            finally:
-                self.in_flight -= 1
-        self.bucket.settle(reservation, completion.usage.total_tokens)
-        self.bucket.on_success()
-        if completion.rate_limits is not None:
-            before = self.bucket.pause()
-            self.bucket.observe(completion.rate_limits)
-            self._log_pause(before)
-        was = self.breaker.state
-        self.breaker.record_success()
-        if was != "closed" and self.breaker.state == "closed":
-            log.warning("provider %s: a probe succeeded; the circuit breaker closed", self.name)
-        self._publish_breaker()
-        return completion
-
-    async def _pass_breaker(self, can_fall_back: bool) -> None:
-        if self.breaker.allow():
-            return
-        if can_fall_back:
-            raise _BreakerOpen()
-        # No fallback: wait (bounded) for the half-open probe rather than fail the sample at
-        # once, unless the endpoint is down.
-        try:
-            await self.breaker.wait_for_probe()
-        except CircuitOpenError as exc:
-            exc.provider = self.name
-            raise
-
-    def _down_error(self) -> EndpointDownError:
-        error = self.breaker.down_error()
-        error.provider = self.name
-        return error
-
-    async def _reserve(
-        self, run_id: str, priority: float, tokens: int, probe: bool
-    ) -> Reservation | None:
-        """Wait for this run's fair turn, the bucket and the send window.
-
-        None (and nothing taken) when the breaker left `closed` while the request waited and
-        it is not the probe: a queue of requests admitted while the endpoint looked healthy
-        must not all go out after it fell over.
-        """
-        # One waiter at a time reaches the bucket, chosen fairly among the runs waiting. (An
-        # explicit release, not `async with fair.turn()`: the generator-based context manager
-        # was a visible share of the actor's time per request.)
-        turn = await self.fair.wait_turn(run_id, priority)
-        try:
-            reservation = await self.bucket.acquire(tokens)
-            if not probe and self.breaker.state != "closed":
-                self.bucket.release(reservation)
-                return None
-            try:
-                await self.window.wait()
-            except BaseException:
-                self.bucket.release(reservation)
-                raise
-        finally:
-            self.fair.release(turn)
-        return reservation
+    def _call(
+        self, queue: str, request: CompletionRequest, priority: float, can_fall_back: bool
+    ) -> Awaitable[Attempted[Completion]]:
+        """`request` through the endpoint's pipeline (fair queue `queue`, breaker, bucket,
+        window, slot, retries); `BreakerOpen` when it may fall back and the breaker refuses."""
+        return self.pipeline.call(
+            queue,
+            lambda: self.adapter.complete(request),
+            tokens=estimate_request_tokens(request),
+            priority=priority,
+            can_fall_back=can_fall_back,
+        )
 
     def _on_failure(self, exc: ProviderError) -> None:
-        was, was_down = self.breaker.state, self.breaker.down
-        self.breaker.record_failure(exc)
-        self._publish_breaker()
-        if was == "closed" and self.breaker.state == "open":
-            log.warning(
-                "provider %s: circuit breaker opened after %d consecutive failures (%s: %s)",
-                self.name,
-                self.breaker.consecutive_failures,
-                exc.kind,
-                exc.message[:200],
-            )
-        elif self.breaker.down and not was_down:
-            log.warning(
-                "provider %s: endpoint down (%s: %s); requests without a fallback end as %s "
-                "until a probe succeeds (every %gs)",
-                self.name,
-                exc.kind,
-                exc.message[:200],
-                EndpointDownError.kind,
-                self.breaker.reset_timeout_s,
-            )
-        if isinstance(exc, RateLimitedError):
-            before = self.bucket.pause()
-            self.bucket.on_rate_limited(exc.retry_after_s)
-            self._log_pause(before)
         self.metrics.request(exc.kind)
-
-    def _log_pause(self, before: dict[str, Any] | None) -> None:
-        """Warn once when a long pause begins, or when a pause grows past the ceiling."""
-        after = self.bucket.pause()
-        if after is None or after["for_s"] < LONG_PAUSE_LOG_S:
-            return
-        if (
-            before is not None
-            and before["for_s"] >= LONG_PAUSE_LOG_S
-            and before["waits"] == after["waits"]
-        ):
-            return  # this pause was already reported
-        until = time.strftime("%H:%M:%S", time.localtime(after["until"]))
-        if after["waits"]:
-            log.warning(
-                "provider %s: paused until %s (%.0fs; %s)",
-                self.name,
-                until,
-                after["for_s"],
-                after["reason"],
-            )
-        else:
-            log.warning(
-                "provider %s: paused until %s (%.0fs; %s), longer than max_retry_after_s "
-                "(%gs): requests end as rate_limited until then (resumable later)",
-                self.name,
-                until,
-                after["for_s"],
-                after["reason"],
-                self.config.retry.max_retry_after_s,
-            )
 
     async def _fallback(
         self,
@@ -657,32 +454,29 @@ class ProviderActor:
             usage.input_tokens, usage.output_tokens, cost, completion.latency_ms / 1000
         )
 
-    def _publish_breaker(self) -> None:
-        state = self.breaker.state
-        if state == self._published_breaker:  # a gauge set costs as much as a request's parse
-            return
-        self._published_breaker = state
-        metrics.breaker_state().set(_BREAKER_GAUGE.get(state, 0), tags={"provider": self.name})
+    def _publish_breaker(self, state: BreakerState) -> None:
+        # Called on changes only: a gauge set costs as much as a request's parse.
+        metrics.publish_breaker_state(self.name, state)
 
     async def status(self) -> dict[str, Any]:
         total = sum(self.outcomes.values())
         errors = total - self.outcomes.get("ok", 0)
+        # Why nothing moves, if it does not: the breaker's reason ({kind, error, at}) and
+        # whether the endpoint is down; the provider's pause (`EndpointPipeline.status`).
+        pipeline = self.pipeline.status()
         return {
             "provider": self.name,
             "kind": self.config.kind,
             "from_client": self.config.from_client,
-            "breaker": self.breaker.state,
-            "breaker_detail": self.breaker.status(),
-            # Why nothing moves, if it does not: the breaker's reason ({kind, error, at}) and
-            # whether the endpoint is down; the provider's pause ({until, for_s, reason,
-            # waits}: until is wall time; waits False means requests end as rate_limited).
-            "down": self.breaker.down,
-            "breaker_reason": self.breaker.reason,
-            "pause": self.bucket.pause(),
+            "breaker": pipeline["breaker"],
+            "breaker_detail": pipeline["breaker_detail"],
+            "down": pipeline["down"],
+            "breaker_reason": pipeline["breaker_reason"],
+            "pause": pipeline["pause"],
             "restarted": self.restarted,
-            "in_flight": self.in_flight,
-            "limiter": self.bucket.headroom(),
-            "queue": self.fair.stats(),  # turns granted to each run so far (fair sharing)
+            "in_flight": pipeline["in_flight"],
+            "limiter": pipeline["limiter"],
+            "queue": pipeline["queue"],  # turns granted to each run so far (fair sharing)
             "requests": total,
             "outcomes": dict(self.outcomes),
             "error_rate": (errors / total) if total else 0.0,

@@ -107,7 +107,12 @@ class CircuitBreaker:
 
     @classmethod
     def from_config(
-        cls, config: BreakerConfig, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+        cls,
+        config: BreakerConfig,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        wall_clock: Clock = time.time,
     ) -> CircuitBreaker:
         """A breaker with the thresholds of a provider's `breaker:` block."""
         return cls(
@@ -118,6 +123,7 @@ class CircuitBreaker:
             max_wait_s=config.max_wait_s,
             clock=clock,
             sleep=sleep,
+            wall_clock=wall_clock,
         )
 
     # -- state ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from evalcluster.actors.run import NAMESPACE
+from evalcluster.cluster import NAMESPACE
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
 from evalcluster.spec.models import ProviderConfig
