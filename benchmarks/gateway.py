@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,11 +33,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.serve.conftest import free_port  # noqa: E402
+from local_service import local_serve, percentile
 
 KEYS = {"tenant-a": "bench-gw-key-a", "tenant-b": "bench-gw-key-b"}
 BODY = {
@@ -46,12 +41,6 @@ BODY = {
     "messages": [{"role": "user", "content": "What is 17 + 25?"}],
     "max_tokens": 16,
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 def write_config(work: Path, fast_url: str, limited_url: str, weights: list[float]) -> Path:
@@ -215,7 +204,6 @@ def main() -> int:
     p.add_argument("--skip-share", action="store_true")
     args = p.parse_args()
 
-    import ray
     from ray import serve
 
     from evalcluster.serve.app import build_app
@@ -225,34 +213,21 @@ def main() -> int:
         tempfile.TemporaryDirectory() as tmp,
         SimulatorProcess(SimulatorConfig(latency_ms=args.latency_ms)) as fast,
         SimulatorProcess(SimulatorConfig(latency_ms=args.latency_ms, rpm=1200)) as limited,
+        local_serve() as port,
     ):
-        work = Path(tmp)
-        config = write_config(work, fast.url, limited.url, args.weights)
-        port = free_port()
-        ray.init(
-            num_cpus=4,
-            namespace="evalcluster",
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-        try:
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
-            serve.run(build_app({"config": str(config)}), name="evalcluster", route_prefix="/")
-            gateway = f"http://127.0.0.1:{port}/v1/chat/completions"
-            if not args.skip_overhead:
-                overhead(
-                    gateway,
-                    fast.url + "/v1/chat/completions",
-                    f"http://127.0.0.1:{port}/healthz",
-                    args.requests,
-                    args.in_flight,
-                )
-            if not args.skip_share:
-                shared_limit(gateway, limited, args.share_seconds, args.weights)
-        finally:
-            serve.shutdown()
-            ray.shutdown()
+        config = write_config(Path(tmp), fast.url, limited.url, args.weights)
+        serve.run(build_app({"config": str(config)}), name="evalcluster", route_prefix="/")
+        gateway = f"http://127.0.0.1:{port}/v1/chat/completions"
+        if not args.skip_overhead:
+            overhead(
+                gateway,
+                fast.url + "/v1/chat/completions",
+                f"http://127.0.0.1:{port}/healthz",
+                args.requests,
+                args.in_flight,
+            )
+        if not args.skip_share:
+            shared_limit(gateway, limited, args.share_seconds, args.weights)
     return 0
 
 

@@ -38,36 +38,23 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.serve.conftest import free_port, suite_yaml  # noqa: E402
+from local_service import local_serve, percentile  # noqa: E402
+
+from tests.serve.conftest import suite_yaml  # noqa: E402
 
 KEY = "bench-key-not-secret"
 WS_CAP = 2000
 OPEN_BATCH = 100
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def start_service(work: Path) -> str:
-    import ray
+def start_service(work: Path, port: int) -> str:
+    """The service on the Serve started at `port`, over a store in `work`: its URL."""
     from ray import serve
 
     from evalcluster.serve.app import build_app
 
     keys = work / "api-keys"
     keys.write_text(KEY + "\n")
-    port = free_port()
-    ray.init(
-        num_cpus=4,
-        namespace="evalcluster",
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     app = build_app(
         {
             "store_uri": str(work / "store"),
@@ -163,55 +150,52 @@ def main() -> int:
     parser.add_argument("--first-result", type=int, default=3)
     args = parser.parse_args()
 
-    import ray
-    from ray import serve
-
-    with tempfile.TemporaryDirectory() as tmp:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, local_serve() as port:
         work = Path(tmp)
-        try:
-            t0 = time.perf_counter()
-            base = start_service(work)
-            print(f"service up in {time.perf_counter() - t0:.1f} s at {base}", flush=True)
-            headers = {"Authorization": f"Bearer {KEY}"}
-            with httpx.Client(base_url=base, headers=headers, timeout=60) as api:
-                for name, kwargs in (
-                    ("small", {"samples": 20, "shard_size": 5, "latency_ms": 5, "targets": 1}),
-                    ("long", {"samples": 20000, "shard_size": 50, "latency_ms": 1000}),
-                ):
-                    made = api.post("/v1/suites", json={"yaml": suite_yaml(work, name, **kwargs)})
-                    assert made.status_code in (200, 201), made.text
-
-                times = first_result_times(api, args.first_result)
-                print(
-                    f"submit-to-first-result: median {statistics.median(times):.2f} s "
-                    f"(runs: {', '.join(f'{t:.2f}' for t in times)})",
-                    flush=True,
-                )
-
-                run_id = api.post("/v1/runs", json={"suite": "long"}).json()["run_id"]
-                while api.get(f"/v1/runs/{run_id}").json()["status"] != "running":
-                    time.sleep(0.2)
-                print(f"GET /v1/runs/{{id}} on a running run, {args.requests} requests:")
-                print("| open WebSockets | opened in | p50 | p95 | p99 | max |")
-                print("|---|---|---|---|---|---|")
-                for sockets in args.sockets:
-                    latencies, open_s = asyncio.run(
-                        latency_with_sockets(base, run_id, sockets, args.requests)
-                    )
-                    ms = [x * 1000 for x in latencies]
-                    print(
-                        f"| {sockets:,} | {open_s:.1f} s | {percentile(ms, 50):.1f} ms "
-                        f"| {percentile(ms, 95):.1f} ms | {percentile(ms, 99):.1f} ms "
-                        f"| {max(ms):.1f} ms |",
-                        flush=True,
-                    )
-                with contextlib.suppress(Exception):
-                    api.post(f"/v1/runs/{run_id}/cancel")
-        finally:
-            with contextlib.suppress(Exception):
-                serve.shutdown()
-            ray.shutdown()
+        base = start_service(work, port)
+        print(f"service up in {time.perf_counter() - t0:.1f} s at {base}", flush=True)
+        measure(base, work, args)
     return 0
+
+
+def measure(base: str, work: Path, args: argparse.Namespace) -> None:
+    """Both figures, on the service at `base` (its suites written under `work`)."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as api:
+        for name, kwargs in (
+            ("small", {"samples": 20, "shard_size": 5, "latency_ms": 5, "targets": 1}),
+            ("long", {"samples": 20000, "shard_size": 50, "latency_ms": 1000}),
+        ):
+            made = api.post("/v1/suites", json={"yaml": suite_yaml(work, name, **kwargs)})
+            assert made.status_code in (200, 201), made.text
+
+        times = first_result_times(api, args.first_result)
+        print(
+            f"submit-to-first-result: median {statistics.median(times):.2f} s "
+            f"(runs: {', '.join(f'{t:.2f}' for t in times)})",
+            flush=True,
+        )
+
+        run_id = api.post("/v1/runs", json={"suite": "long"}).json()["run_id"]
+        while api.get(f"/v1/runs/{run_id}").json()["status"] != "running":
+            time.sleep(0.2)
+        print(f"GET /v1/runs/{{id}} on a running run, {args.requests} requests:")
+        print("| open WebSockets | opened in | p50 | p95 | p99 | max |")
+        print("|---|---|---|---|---|---|")
+        for sockets in args.sockets:
+            latencies, open_s = asyncio.run(
+                latency_with_sockets(base, run_id, sockets, args.requests)
+            )
+            ms = [x * 1000 for x in latencies]
+            print(
+                f"| {sockets:,} | {open_s:.1f} s | {percentile(ms, 50):.1f} ms "
+                f"| {percentile(ms, 95):.1f} ms | {percentile(ms, 99):.1f} ms "
+                f"| {max(ms):.1f} ms |",
+                flush=True,
+            )
+        with contextlib.suppress(Exception):
+            api.post(f"/v1/runs/{run_id}/cancel")
 
 
 if __name__ == "__main__":

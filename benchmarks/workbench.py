@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,15 +30,10 @@ from typing import Any
 
 import httpx
 import yaml
+from local_service import local_serve
 
 KEY = "bench-workbench-key-not-secret"
 RUN = "run-workbench-bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _row(target: str, i: int, finished: datetime) -> dict[str, Any]:
@@ -219,7 +213,6 @@ def main() -> int:
     parser.add_argument("--shard-size", type=int, default=500)
     args = parser.parse_args()
 
-    import ray
     from ray import serve
 
     from evalcluster.serve.app import build_app
@@ -234,11 +227,7 @@ def main() -> int:
             yaml.safe_dump({"tenants": {"bench": {"api_keys_env": "BENCH_KEYS", "role": "runner"}}})
         )
         os.environ["BENCH_KEYS"] = KEY
-        port = free_port()
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, namespace="evalcluster")  # fmt: skip
-        try:
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
+        with local_serve(num_cpus=2) as port:
             app = build_app(
                 {"config": str(config), "store_uri": str(root / "store"), "tracking_uri": "none"}
             )
@@ -246,9 +235,6 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}"
             pages = page_figures(url)  # first: its first paint reads the run cold
             apis = api_figures(url)
-        finally:
-            serve.shutdown()
-            ray.shutdown()
     print(f"\n{'page':<28} {'first (ms)':>11} {'warm median (ms)':>17}")
     for name, first, warm in pages:
         print(f"{name:<28} {first:>11.0f} {warm:>17.0f}")

@@ -16,7 +16,7 @@ import json
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from evalcluster.gateway.errors import GatewayError
 from evalcluster.gateway.wire import (
@@ -27,6 +27,7 @@ from evalcluster.gateway.wire import (
     NamedChoice,
     ToolCallIn,
     ToolSpec,
+    validate_body,
 )
 from evalcluster.providers.base import Completion, FinishReason
 
@@ -86,17 +87,7 @@ class MessagesRequest(_Open):
 
 def parse_messages_request(body: Any) -> ChatRequest:
     """The chat request `body` (a Messages request) stands for, or a 400 naming the field."""
-    if not isinstance(body, dict):
-        raise GatewayError(400, "the request body must be a JSON object", param=None)
-    try:
-        request = MessagesRequest.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = _param(first.get("loc", ()))
-        raise GatewayError(
-            400, f"{param}: {first.get('msg', 'invalid value')}", param=param
-        ) from None
-    return _chat_request(request)
+    return _chat_request(validate_body(MessagesRequest, body, _param, "{param}: {msg}"))
 
 
 def _param(loc: tuple[Any, ...]) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,6 +29,7 @@ from evalcluster.providers.base import (
 )
 
 _GENERATION = ("temperature", "top_p", "seed")
+_Body = TypeVar("_Body", bound=BaseModel)
 
 
 class _Open(BaseModel):
@@ -105,18 +107,26 @@ class ChatRequest(_Open):
         return self.temperature == 0 and (self.n or 1) == 1
 
 
-def parse_chat_request(body: Any) -> ChatRequest:
-    """The request in `body`, or a 400 naming the first field at fault."""
+def validate_body(
+    schema: type[_Body], body: Any, param: Callable[[tuple[Any, ...]], str], message: str
+) -> _Body:
+    """`body` validated as `schema`, or a 400 naming the first field at fault: `param` spells
+    pydantic's location in the wire format's style, `message` (with `{param}` and `{msg}`)
+    words the error."""
     if not isinstance(body, dict):
         raise GatewayError(400, "the request body must be a JSON object", param=None)
     try:
-        request = ChatRequest.model_validate(body)
+        return schema.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = _param(first.get("loc", ()))
-        raise GatewayError(
-            400, f"invalid '{param}': {first.get('msg', 'invalid value')}", param=param
-        ) from None
+        where = param(first.get("loc", ()))
+        text = message.format(param=where, msg=first.get("msg", "invalid value"))
+        raise GatewayError(400, text, param=where) from None
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """The request in `body`, or a 400 naming the first field at fault."""
+    request = validate_body(ChatRequest, body, _param, "invalid '{param}': {msg}")
     if (request.n or 1) > 1:
         raise GatewayError(400, "n > 1 is not supported by this gateway", param="n")
     return request

@@ -17,10 +17,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from evalcluster.gateway.anthropic_wire import (
     message_body,
@@ -134,19 +134,7 @@ async def chat_completions(request: Request) -> Any:
     when the body says `"stream": true`."""
     principal = _runner(_principal(request))
     chat = parse_chat_request(await _json_body(request))
-    outcome, headers = await _complete(request, principal, chat)
-    if outcome.error is not None:
-        response = outcome.error.response()
-        response.headers.update(headers)
-        return response
-    assert outcome.completion is not None
-    completion_id = new_completion_id()
-    if not chat.stream:
-        return JSONResponse(
-            completion_body(outcome.completion, chat.model, completion_id), headers=headers
-        )
-    chunks = completion_chunks(outcome.completion, chat.model, completion_id, chat.include_usage)
-    return StreamingResponse(_events(chunks), media_type="text/event-stream", headers=headers)
+    return await _answer(request, principal, chat, "openai")
 
 
 @router.post("/v1/messages", summary="Anthropic Messages through the gateway")
@@ -159,19 +147,32 @@ async def messages(request: Request) -> Any:
         chat = parse_messages_request(await _json_body(request))
     except GatewayError as exc:
         return exc.response("anthropic")
+    return await _answer(request, principal, chat, "anthropic")
+
+
+async def _answer(
+    request: Request, principal: Principal, chat: ChatRequest, shape: Literal["openai", "anthropic"]
+) -> Response:
+    """Make the call and answer it in `shape`'s wire format: its error (with the call's
+    headers), its body, or (`"stream": true`) its server-sent events."""
     outcome, headers = await _complete(request, principal, chat)
     if outcome.error is not None:
-        response = outcome.error.response("anthropic")
+        response = outcome.error.response(shape)
         response.headers.update(headers)
         return response
-    assert outcome.completion is not None
-    message_id = new_message_id()
-    if not chat.stream:
-        return JSONResponse(
-            message_body(outcome.completion, chat.model, message_id), headers=headers
-        )
-    events = message_events(outcome.completion, chat.model, message_id)
-    return StreamingResponse(_named_events(events), media_type="text/event-stream", headers=headers)
+    completion, model = outcome.completion, chat.model
+    assert completion is not None
+    if shape == "anthropic":
+        message_id = new_message_id()
+        if not chat.stream:
+            return JSONResponse(message_body(completion, model, message_id), headers=headers)
+        events = _named_events(message_events(completion, model, message_id))
+    else:
+        completion_id = new_completion_id()
+        if not chat.stream:
+            return JSONResponse(completion_body(completion, model, completion_id), headers=headers)
+        events = _events(completion_chunks(completion, model, completion_id, chat.include_usage))
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
 def _runner(principal: Principal) -> Principal:

@@ -65,6 +65,7 @@ STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
 }
 MAX_PAGE = 500
+INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorBody}}  # a route's own 422
 MAX_TEXT = 200
 SUMMARIES = SummaryCache()  # per replica
 
@@ -139,6 +140,10 @@ def _group_by(manifest: RunManifest | None) -> list[str]:
 def _check_target(run: RunTable, target: str | None, field: str = "target") -> None:
     if target is not None and target not in run.targets:
         raise ApiError(404, f"run {run.run_id!r} has no rows of target {target!r}", field=field)
+
+
+def _no_row(run_id: str, target: str, sample_id: str, epoch: int) -> ApiError:
+    return ApiError(404, f"run {run_id!r} has no row {target}/{sample_id}/{epoch}")
 
 
 def _check_scorer(run: RunTable, scorer: str | None, field: str = "scorer") -> None:
@@ -222,7 +227,7 @@ def _parse_group(group: str | None) -> tuple[str, str] | None:
 @router.get(
     "/runs/{run_id}/samples",
     summary="A filtered page of a run's rows",
-    responses={422: {"model": ErrorBody}},
+    responses=INVALID,
 )
 async def get_samples(
     run_id: str,
@@ -281,7 +286,7 @@ async def get_sample(
     run, _ = await _run_table(ctx, principal, run_id)
     detail = await ctx.call(sample_detail, run, target, sample_id, epoch)
     if detail is None:
-        raise ApiError(404, f"run {run_id!r} has no row {target}/{sample_id}/{epoch}")
+        raise _no_row(run_id, target, sample_id, epoch)
     labels = await ctx.call(read_labels, ctx.store, run_id)
     detail["labels"] = [
         lab.model_dump()
@@ -294,7 +299,7 @@ async def get_sample(
 @router.get(
     "/runs/{run_id}/review",
     summary="Rows to label next",
-    responses={422: {"model": ErrorBody}},
+    responses=INVALID,
 )
 async def get_review(
     run_id: str,
@@ -337,7 +342,7 @@ async def get_labels(
     status_code=201,
     response_model=Label,
     summary="Record a human verdict on one row",
-    responses={422: {"model": ErrorBody}},
+    responses=INVALID,
 )
 async def post_label(
     run_id: str,
@@ -350,9 +355,7 @@ async def post_label(
     run, _ = await _run_table(ctx, principal, run_id)
     _check_scorer(run, body.scorer)
     if find_row(run, body.target, body.sample_id, body.epoch) is None:
-        raise ApiError(
-            404, f"run {run_id!r} has no row {body.target}/{body.sample_id}/{body.epoch}"
-        )
+        raise _no_row(run_id, body.target, body.sample_id, body.epoch)
     label = new_label(body, run_id, principal.tenant, principal.key_id)
     await ctx.call(append_label, ctx.store, label)
     await record(ctx, principal, "label.add", run_id=run_id, label_id=label.label_id)
@@ -372,7 +375,7 @@ def _log_to_mlflow(ctx: ServiceContext, label: Label) -> None:
 @router.get(
     "/compare",
     summary="Two targets, sample by sample",
-    responses={422: {"model": ErrorBody}},
+    responses=INVALID,
 )
 async def get_compare(
     run_a: str = Query(max_length=128),

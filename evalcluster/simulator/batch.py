@@ -27,7 +27,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -154,28 +154,73 @@ class BatchService:
 
     def register(self, app: web.Application) -> None:
         add = app.router
-        add.add_post("/v1/files", self._openai_upload)
-        add.add_get("/v1/files/{file_id}", self._openai_file)
-        add.add_get("/v1/files/{file_id}/content", self._openai_file_content)
-        add.add_post("/v1/batches", self._openai_create)
-        add.add_get("/v1/batches/{batch_id}", self._openai_get)
-        add.add_post("/v1/batches/{batch_id}/cancel", self._openai_cancel)
-        add.add_post("/v1/messages/batches", self._anthropic_create)
-        add.add_get("/v1/messages/batches/{batch_id}", self._anthropic_get)
-        add.add_get("/v1/messages/batches/{batch_id}/results", self._anthropic_results)
-        add.add_post("/v1/messages/batches/{batch_id}/cancel", self._anthropic_cancel)
-        add.add_post("/v1beta/models/{model}:batchGenerateContent", self._gemini_create)
-        add.add_get("/v1beta/batches/{batch_id}", self._gemini_get)
-        add.add_post("/v1beta/batches/{batch_id}:cancel", self._gemini_cancel)
+        add.add_post("/v1/files", self._guard("openai", self._openai_upload))
+        add.add_get("/v1/files/{file_id}", self._on_file(_file_response))
+        add.add_get("/v1/files/{file_id}/content", self._on_file(_file_content))
+        add.add_post("/v1/batches", self._guard("openai", self._openai_create))
+        add.add_get("/v1/batches/{batch_id}", self._on_batch("openai", self._openai_reply))
+        add.add_post(
+            "/v1/batches/{batch_id}/cancel",
+            self._on_batch("openai", self._openai_reply, cancel=True),
+        )
+        add.add_post("/v1/messages/batches", self._guard("anthropic", self._anthropic_create))
+        add.add_get(
+            "/v1/messages/batches/{batch_id}", self._on_batch("anthropic", self._anthropic_reply)
+        )
+        add.add_get(
+            "/v1/messages/batches/{batch_id}/results",
+            self._on_batch("anthropic", self._anthropic_results),
+        )
+        add.add_post(
+            "/v1/messages/batches/{batch_id}/cancel",
+            self._on_batch("anthropic", self._anthropic_reply, cancel=True),
+        )
+        add.add_post(
+            "/v1beta/models/{model}:batchGenerateContent",
+            self._guard("gemini", self._gemini_create),
+        )
+        add.add_get("/v1beta/batches/{batch_id}", self._on_batch("gemini", self._gemini_reply))
+        add.add_post(
+            "/v1beta/batches/{batch_id}:cancel",
+            self._on_batch("gemini", _empty_reply, cancel=True),
+        )
 
     # --- the shared machinery ------------------------------------------------------------------
 
-    def _refuse(self, request: web.Request, fmt: WireFormat) -> web.Response | None:
-        """The format's reply for a bad key or a missing header, else None."""
-        reply = self._server._check_auth(request, fmt, self._server.config)
-        if reply is None:
-            reply = fmt.header_error(request)
-        return None if reply is None else _send(reply)
+    def _guard(self, vendor: Vendor, handler: _Guarded) -> _Handler:
+        """`handler` behind the format's refusal of a bad key or a missing header."""
+        fmt = FORMATS[vendor]
+
+        async def guarded(request: web.Request) -> web.Response:
+            reply = self._server._check_auth(request, fmt, self._server.config)
+            if reply is None:
+                reply = fmt.header_error(request)
+            return await handler(request, fmt) if reply is None else _send(reply)
+
+        return guarded
+
+    def _on_batch(self, vendor: Vendor, reply: _OnBatch, cancel: bool = False) -> _Handler:
+        """A guarded handler answering with `reply` for the vendor's batch named in the path
+        (advanced to now, cancelled first when `cancel`), or the vendor's 404."""
+
+        async def on_batch(request: web.Request, fmt: WireFormat) -> web.Response:
+            job = self._job(request, vendor)
+            if job is None:
+                return _not_found(fmt, _NO_BATCH[vendor])
+            if cancel:
+                self._cancel(job)
+            return reply(job, request)
+
+        return self._guard(vendor, on_batch)
+
+    def _on_file(self, reply: Callable[[StoredFile], web.Response]) -> _Handler:
+        """A guarded OpenAI handler answering with `reply` for the file named in the path."""
+
+        async def on_file(request: web.Request, fmt: WireFormat) -> web.Response:
+            stored = self.files.get(request.match_info["file_id"])
+            return _not_found(fmt, "No such File object") if stored is None else reply(stored)
+
+        return self._guard("openai", on_file)
 
     def _new_job(self, vendor: Vendor, job_id: str, lines: list[Line]) -> Job:
         config = self._server.config
@@ -259,7 +304,9 @@ class BatchService:
         self._server.stats.record(job.vendor, "batch_error")
 
     def _job(self, request: web.Request, vendor: Vendor) -> Job | None:
-        job = self.jobs.get(request.match_info["batch_id"])
+        # A Gemini batch's name is "batches/<id>"; its routes carry only the <id>.
+        prefix = "batches/" if vendor == "gemini" else ""
+        job = self.jobs.get(prefix + request.match_info["batch_id"])
         if job is None or job.vendor != vendor:
             return None
         return self._advance(job)
@@ -286,11 +333,7 @@ class BatchService:
 
     # --- OpenAI ----------------------------------------------------------------------------------
 
-    async def _openai_upload(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["openai"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
+    async def _openai_upload(self, request: web.Request, fmt: WireFormat) -> web.Response:
         try:
             form = await request.post()
         except ValueError:
@@ -305,31 +348,7 @@ class BatchService:
         self.files[stored.id] = stored
         return web.json_response(_file_object(stored))
 
-    async def _openai_file(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["openai"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        stored = self.files.get(request.match_info["file_id"])
-        if stored is None:
-            return _not_found(fmt, "No such File object")
-        return web.json_response(_file_object(stored))
-
-    async def _openai_file_content(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["openai"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        stored = self.files.get(request.match_info["file_id"])
-        if stored is None:
-            return _not_found(fmt, "No such File object")
-        return web.Response(body=stored.data, content_type="application/jsonl")
-
-    async def _openai_create(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["openai"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
+    async def _openai_create(self, request: web.Request, fmt: WireFormat) -> web.Response:
         body = await _json(request)
         if not isinstance(body, dict):
             return _bad(fmt, "The request body must be a JSON object.")
@@ -347,25 +366,7 @@ class BatchService:
             job.errors, job.ended, job.ended_at = errors, "failed", int(time.time())
         return web.json_response(self._openai_batch(job, creating=True))
 
-    async def _openai_get(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["openai"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        job = self._job(request, "openai")
-        if job is None:
-            return _not_found(fmt, "No such Batch object")
-        return web.json_response(self._openai_batch(job))
-
-    async def _openai_cancel(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["openai"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        job = self._job(request, "openai")
-        if job is None:
-            return _not_found(fmt, "No such Batch object")
-        self._cancel(job)
+    def _openai_reply(self, job: Job, request: web.Request) -> web.Response:
         return web.json_response(self._openai_batch(job))
 
     def _openai_batch(self, job: Job, creating: bool = False) -> dict[str, Any]:
@@ -435,11 +436,7 @@ class BatchService:
 
     # --- Anthropic -------------------------------------------------------------------------------
 
-    async def _anthropic_create(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["anthropic"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
+    async def _anthropic_create(self, request: web.Request, fmt: WireFormat) -> web.Response:
         body = await _json(request)
         requests = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(requests, list) or not requests:
@@ -459,37 +456,14 @@ class BatchService:
         job = self._new_job("anthropic", new_id("msgbatch_"), lines)
         return web.json_response(self._anthropic_batch(job, str(request.url.origin())))
 
-    async def _anthropic_get(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["anthropic"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        job = self._job(request, "anthropic")
-        if job is None:
-            return _not_found(fmt, "message batch not found")
+    def _anthropic_reply(self, job: Job, request: web.Request) -> web.Response:
         return web.json_response(self._anthropic_batch(job, str(request.url.origin())))
 
-    async def _anthropic_cancel(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["anthropic"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        job = self._job(request, "anthropic")
-        if job is None:
-            return _not_found(fmt, "message batch not found")
-        self._cancel(job)
-        return web.json_response(self._anthropic_batch(job, str(request.url.origin())))
-
-    async def _anthropic_results(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["anthropic"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        job = self._job(request, "anthropic")
-        if job is None:
-            return _not_found(fmt, "message batch not found")
+    def _anthropic_results(self, job: Job, request: web.Request) -> web.Response:
         if job.ended is None:
-            return _bad(fmt, "results are not available until processing has ended")
+            return _bad(
+                FORMATS["anthropic"], "results are not available until processing has ended"
+            )
         entries = []
         for line in job.lines:
             result: dict[str, Any] = {"type": line.state}
@@ -528,11 +502,7 @@ class BatchService:
 
     # --- Gemini ----------------------------------------------------------------------------------
 
-    async def _gemini_create(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["gemini"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
+    async def _gemini_create(self, request: web.Request, fmt: WireFormat) -> web.Response:
         model = request.match_info["model"]
         body = await _json(request)
         batch = body.get("batch") if isinstance(body, dict) else None
@@ -553,30 +523,8 @@ class BatchService:
         job.input_file_id = str(_either(batch, "displayName", "display_name") or "")
         return web.json_response(self._gemini_operation(job, model))
 
-    async def _gemini_get(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["gemini"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        job = self._gemini_job(request)
-        if job is None:
-            return _not_found(fmt, "Requested entity was not found.")
+    def _gemini_reply(self, job: Job, request: web.Request) -> web.Response:
         return web.json_response(self._gemini_operation(job, job.lines[0].model))
-
-    async def _gemini_cancel(self, request: web.Request) -> web.Response:
-        fmt = FORMATS["gemini"]
-        refused = self._refuse(request, fmt)
-        if refused is not None:
-            return refused
-        job = self._gemini_job(request)
-        if job is None:
-            return _not_found(fmt, "Requested entity was not found.")
-        self._cancel(job)
-        return web.json_response({})
-
-    def _gemini_job(self, request: web.Request) -> Job | None:
-        job = self.jobs.get("batches/" + request.match_info["batch_id"])
-        return self._advance(job) if job is not None and job.vendor == "gemini" else None
 
     def _gemini_operation(self, job: Job, model: str) -> dict[str, Any]:
         counts = job.counts()
@@ -634,6 +582,26 @@ _RPC_CODES = {"INVALID_ARGUMENT": 3, "RESOURCE_EXHAUSTED": 8, "INTERNAL": 13, "U
 _MALFORMED = object()  # stands for a line that is not JSON
 _UNKNOWN = object()  # stands for a line naming a custom_id that was never submitted
 _GEMINI_MALFORMED = "not a response object"
+_NO_BATCH: dict[Vendor, str] = {
+    "openai": "No such Batch object",
+    "anthropic": "message batch not found",
+    "gemini": "Requested entity was not found.",
+}
+_Handler = Callable[[web.Request], Awaitable[web.Response]]
+_Guarded = Callable[[web.Request, WireFormat], Awaitable[web.Response]]
+_OnBatch = Callable[[Job, web.Request], web.Response]
+
+
+def _file_response(stored: StoredFile) -> web.Response:
+    return web.json_response(_file_object(stored))
+
+
+def _file_content(stored: StoredFile) -> web.Response:
+    return web.Response(body=stored.data, content_type="application/jsonl")
+
+
+def _empty_reply(job: Job, request: web.Request) -> web.Response:
+    return web.json_response({})
 
 
 def _unknown_gemini() -> dict[str, Any]:

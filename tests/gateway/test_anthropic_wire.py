@@ -165,3 +165,18 @@ def test_error_shapes_by_status_and_path() -> None:
     assert error_shape("/v1/messages") == "anthropic"
     assert error_shape("/gw/v1/chat/completions", "/gw") == "openai"
     assert error_shape("/v1/runs") is None
+
+
+def test_a_messages_body_that_is_not_an_object_is_400_with_no_field() -> None:
+    with pytest.raises(GatewayError) as err:
+        parse_messages_request(["not", "an", "object"])
+    assert (err.value.status, err.value.param) == (400, None)
+    assert err.value.message == "the request body must be a JSON object"
+
+
+def test_the_anthropic_400_names_the_dotted_field_then_pydantics_reason() -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}
+    with pytest.raises(GatewayError) as err:
+        parse_messages_request(body)
+    assert err.value.message.startswith("messages.0.role: ")
+    assert "'user' or 'assistant'" in err.value.message

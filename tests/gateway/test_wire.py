@@ -97,3 +97,19 @@ def test_stream_chunks_end_with_finish_then_usage_when_asked() -> None:
     plain = completion_chunks(completion, "r", "id", include_usage=False)
     assert all("usage" not in c for c in plain)
     json.dumps(chunks)  # every chunk is plain JSON
+
+
+@pytest.mark.parametrize("body", [[], "text", None, 3])
+def test_a_body_that_is_not_an_object_is_400_with_no_field(body: object) -> None:
+    with pytest.raises(GatewayError) as err:
+        parse_chat_request(body)
+    assert (err.value.status, err.value.param) == (400, None)
+    assert err.value.message == "the request body must be a JSON object"
+
+
+def test_the_openai_400_quotes_the_field_then_pydantics_reason() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": 3}
+    with pytest.raises(GatewayError) as err:
+        parse_chat_request(body)
+    assert err.value.message.startswith("invalid 'top_p': ")
+    assert "less than or equal to 1" in err.value.message

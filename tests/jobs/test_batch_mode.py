@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -25,6 +23,7 @@ from evalcluster.store.batch_ledger import BatchLedger
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import list_shards, read_results
 from tests.conftest import openai_provider, write_suite
+from tests.jobs.cli_process import kill_group, start_cli_run, wait_while_running
 
 SAMPLES = 20
 FAST_BATCH = {"max_wait_s": 0.1, "poll_initial_s": 0.1, "poll_max_s": 0.5}
@@ -157,58 +156,45 @@ def test_mode_left_at_sync_keeps_the_suite_version(tmp_path, sim):
     assert plain == explicit
 
 
-def _start(suite, work, run_id: str, *extra: str) -> subprocess.Popen:
-    """`evalcluster run` in a process of its own (the in-process executor: no --address)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "evalcluster.cli", "run", str(suite), "--run-id", run_id,
-         "--store", str(work / "store"), "--tracking-uri", "none", "--quiet", *extra],
-        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+def _two_batch_suite(tmp_path, sim: SimulatorThread, samples: int):
+    """A suite whose `samples` go to `sim` in batch mode, 8 to a shard and 8 to a batch."""
+    batch = {"max_batch_requests": 8, "max_wait_s": 0.1, "poll_initial_s": 0.2, "poll_max_s": 1.0}
+    return write_suite(
+        tmp_path,
+        samples=samples,
+        shard_size=8,
+        providers={"p": openai_provider(sim.url, mode="batch", batch=batch)},
+        targets=[{"name": "a", "provider": "p", "model": "m", "params": {"temperature": 0}}],
+    )
 
 
-def _live_batches(ledger: BatchLedger, run_id: str) -> int:
-    return sum(1 for e in ledger.entries(run_id) if e.state == "live")
+def _until_two_live_batches(ledger: BatchLedger, run_id: str, process: subprocess.Popen) -> None:
+    """Wait (up to 60 s) for the ledger to hold two live batches of `run_id`, while `process`
+    (the run) keeps running."""
+    wait_while_running(
+        process,
+        lambda: sum(1 for e in ledger.entries(run_id) if e.state == "live") >= 2,
+        timeout_s=60,
+        what="two live batches",
+    )
 
 
 def test_killed_driver_reattaches_to_its_live_batches_and_resends_nothing(tmp_path):
     samples = 16
     with SimulatorThread(SimulatorConfig(accuracy=1.0, batch_turnaround_s=5.0)) as slow:
-        suite = write_suite(
-            tmp_path,
-            samples=samples,
-            shard_size=8,
-            providers={
-                "p": openai_provider(
-                    slow.url,
-                    mode="batch",
-                    batch={
-                        "max_batch_requests": 8,
-                        "max_wait_s": 0.1,
-                        "poll_initial_s": 0.2,
-                        "poll_max_s": 1.0,
-                    },
-                )
-            },  # fmt: skip
-            targets=[{"name": "a", "provider": "p", "model": "m", "params": {"temperature": 0}}],
-        )
+        suite = _two_batch_suite(tmp_path, slow, samples)
         ledger = BatchLedger(open_store(str(tmp_path / "store")))
-        first = _start(suite, tmp_path, "killed")
+        first = start_cli_run(suite, tmp_path, "killed")
         try:
-            deadline = time.monotonic() + 60
-            while _live_batches(ledger, "killed") < 2:
-                assert first.poll() is None, first.stderr.read()[-3000:]
-                assert time.monotonic() < deadline, "no two live batches in time"
-                time.sleep(0.05)
+            _until_two_live_batches(ledger, "killed", first)
         finally:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(timeout=30)
+            kill_group(first)
         before = slow.stats()
         assert before["batches"]["requests_submitted"] == samples
         assert before["batches"]["by_state"] == {"in_progress": 2}
         assert not list_shards(open_store(str(tmp_path / "store")), "killed")
 
-        second = _start(suite, tmp_path, "killed")
+        second = start_cli_run(suite, tmp_path, "killed")
         out, err = second.communicate(timeout=120)
         assert second.returncode == 0, err[-3000:]
 
@@ -226,32 +212,11 @@ def test_killed_driver_reattaches_to_its_live_batches_and_resends_nothing(tmp_pa
 
 def test_cancelled_run_cancels_its_batches_at_the_provider(tmp_path):
     with SimulatorThread(SimulatorConfig(accuracy=1.0, batch_turnaround_s=60.0)) as slow:
-        suite = write_suite(
-            tmp_path,
-            samples=16,
-            shard_size=8,
-            providers={
-                "p": openai_provider(
-                    slow.url,
-                    mode="batch",
-                    batch={
-                        "max_batch_requests": 8,
-                        "max_wait_s": 0.1,
-                        "poll_initial_s": 0.2,
-                        "poll_max_s": 1.0,
-                    },
-                )
-            },  # fmt: skip
-            targets=[{"name": "a", "provider": "p", "model": "m", "params": {"temperature": 0}}],
-        )
+        suite = _two_batch_suite(tmp_path, slow, 16)
         ledger = BatchLedger(open_store(str(tmp_path / "store")))
-        run = _start(suite, tmp_path, "cancelled")
+        run = start_cli_run(suite, tmp_path, "cancelled")
         try:
-            deadline = time.monotonic() + 60
-            while _live_batches(ledger, "cancelled") < 2:
-                assert run.poll() is None, run.stderr.read()[-3000:]
-                assert time.monotonic() < deadline, "no two live batches in time"
-                time.sleep(0.05)
+            _until_two_live_batches(ledger, "cancelled", run)
             run.send_signal(signal.SIGTERM)  # Ray's job stop, and a cancel here
             run.communicate(timeout=60)
         finally:

@@ -16,6 +16,7 @@ from scipy import stats
 from evalcluster.cli import main
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import commit_shard
+from tests.result_rows import result_row
 
 PRICE_IN, PRICE_OUT, RPM = 0.15, 0.60, 600
 
@@ -133,42 +134,28 @@ def test_bad_options_exit_2_naming_the_field(
 def _rows(run_id: str, target: str, scores: np.ndarray, tokens: tuple[int, int]) -> list[dict]:
     now = dt.datetime.now(dt.UTC)
     return [
-        {
-            "run_id": run_id,
-            "suite": "plan-suite",
-            "suite_version": "v",
-            "target": target,
-            "provider": "p",
-            "served_by": "p",
-            "model": target,
-            "sample_id": f"q{i:05d}",
-            "epoch": 0,
-            "prompt": "x",
-            "reference": "y",
-            "output": "y",
-            "finish_reason": "stop",
-            "error_kind": None,
-            "error": None,
-            "judge": None,
-            "input_tokens": tokens[0],
-            "output_tokens": tokens[1],
-            "usage_estimated": False,
-            "cost_usd": 0.0,
-            "latency_ms": 100.0,
-            "attempts": 1,
-            "cache_hit": False,
-            "request_hash": f"h{i}",
-            "finished_at": now,
-            "metadata": json.dumps({"passage": f"p{i // 5}"}),
-            "judge_input_tokens": 0,
-            "judge_output_tokens": 0,
-            "judge_cost_usd": 0.0,
-            "batch": False,
-            "cached_input_tokens": 0,
-            "usd_saved_batch": 0.0,
-            "usd_saved_cache": 0.0,
-            "score_exact": float(s),
-        }
+        result_row(
+            run_id,
+            target,
+            i,
+            scores={"exact": float(s)},
+            suite="plan-suite",
+            suite_version="v",
+            provider="p",
+            served_by="p",
+            model=target,
+            sample_id=f"q{i:05d}",
+            prompt="x",
+            reference="y",
+            output="y",
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            cost_usd=0.0,
+            latency_ms=100.0,
+            request_hash=f"h{i}",
+            finished_at=now,
+            metadata=json.dumps({"passage": f"p{i // 5}"}),
+        )
         for i, s in enumerate(scores)
     ]
 

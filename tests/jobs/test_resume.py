@@ -3,10 +3,7 @@ each executor (`--executor ray`, `--executor local`)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,39 +16,14 @@ from evalcluster.store.fs import open_store
 from evalcluster.store.lake import list_shards, read_results
 from evalcluster.store.manifest import read_manifest
 from tests.conftest import openai_provider, write_suite
+from tests.jobs.cli_process import kill_group, start_cli_run, wait_while_running
 
 SAMPLES, SHARD = 96, 8
 
 
 def start_run(suite: Path, work: Path, run_id: str, executor: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "evalcluster.cli",
-            "run",
-            str(suite),
-            "--run-id",
-            run_id,
-            "--store",
-            str(work / "store"),
-            "--tracking-uri",
-            f"sqlite:///{work}/mlflow.db",
-            "--quiet",
-            "--executor",
-            executor,
-        ],
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: killing it takes embedded Ray too
-    )
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    tracking = f"sqlite:///{work}/mlflow.db"
+    return start_cli_run(suite, work, run_id, "--executor", executor, tracking_uri=tracking)
 
 
 def settled_count(sim) -> int:
@@ -82,15 +54,16 @@ def test_killed_driver_resumes_without_repeating_committed_shards(tmp_path, slow
     store = open_store(str(tmp_path / "store"))
     first = start_run(suite, tmp_path, "resumed", cli_executor)
     try:
-        deadline = time.monotonic() + 180
-        while (
-            len(list_shards(store, "resumed")) < 3
-            if store.exists("runs/run_id=resumed/_manifest.json")
-            else True
-        ):
-            assert first.poll() is None, first.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "no shard committed in time"
-            time.sleep(0.2)
+        wait_while_running(
+            first,
+            lambda: (
+                store.exists("runs/run_id=resumed/_manifest.json")
+                and len(list_shards(store, "resumed")) >= 3
+            ),
+            timeout_s=180,
+            what="three committed shards",
+            every_s=0.2,
+        )
     finally:
         kill_group(first)
     calls_before = settled_count(slow_sim)  # the dying run's workers may still commit

@@ -10,18 +10,13 @@ its distribution, median 2,816 pairs, quartiles 1,792-3,840, over many orders)."
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from evalcluster.jobs.driver import run_suite
+from evalcluster.jobs.driver import RunResult, run_suite
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.jobs.sequential_compare import sample_order
@@ -31,6 +26,7 @@ from evalcluster.simulator.model import reply
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import list_shards
 from evalcluster.store.manifest import read_manifest, read_summary
+from tests.jobs.cli_process import kill_group, start_cli_run, wait_while_running
 
 ITEMS, SHARD, SEED = 20_000, 250, 2
 ACCURACY = {"model-a": 0.70, "model-b": 0.72}
@@ -75,6 +71,15 @@ def write_compare_suite(
     path = tmp_path / "versus.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
     return path
+
+
+def run_in_process(suite: Path, work: Path, run_id: str, **options: Any) -> RunResult:
+    """`suite` run in this process (the local executor unless `executor` says otherwise), its
+    store at ``work/store``, without MLflow unless `tracking_uri` is given."""
+    options.setdefault("tracking_uri", None)
+    options.setdefault("executor", "local")
+    opts = RunOptions(store=str(work / "store"), run_id=run_id, **options)
+    return run_suite(prepare_suite(suite), opts)
 
 
 def direct_sequence() -> ConfidenceSequence:
@@ -129,10 +134,7 @@ def assert_same_as_oracle(comparison: dict[str, Any], oracle: ConfidenceSequence
 def test_comparison_stops_once_decided_with_b_better(tmp_path, oracle, executor):
     suite = write_compare_suite(tmp_path)
     store = str(tmp_path / "store")
-    result = run_suite(
-        prepare_suite(suite),
-        RunOptions(store=store, tracking_uri=None, run_id="versus", executor=executor),
-    )
+    result = run_in_process(suite, tmp_path, "versus", executor=executor)
     assert result.status == "finished", result.message
     comparison = result.summary["comparison"]
     assert_same_as_oracle(comparison, oracle)
@@ -154,16 +156,7 @@ def test_comparison_stops_once_decided_with_b_better(tmp_path, oracle, executor)
 def test_equal_targets_end_inconclusive_when_the_samples_run_out(tmp_path):
     same = {"model-a": 0.7, "model-b": 0.7}
     suite = write_compare_suite(tmp_path, items=1_000, accuracy=same)
-    result = run_suite(
-        prepare_suite(suite),
-        RunOptions(
-            store=str(tmp_path / "store"),
-            tracking_uri=None,
-            run_id="tie",
-            executor="local",
-            max_samples=750,
-        ),
-    )
+    result = run_in_process(suite, tmp_path, "tie", max_samples=750)
     assert result.status == "finished", result.message
     comparison = result.summary["comparison"]
     assert comparison["verdict"] == "inconclusive"
@@ -176,60 +169,32 @@ def test_a_comparison_stopped_by_its_budget_is_inconclusive(tmp_path):
     # max_tokens keeps each request's projected cost (reserved before it is sent) small
     params = {"temperature": 0, "max_tokens": 8}
     suite = write_compare_suite(tmp_path, items=5_000, params=params, budget_usd=0.05)
-    result = run_suite(
-        prepare_suite(suite),
-        RunOptions(
-            store=str(tmp_path / "store"), tracking_uri=None, run_id="broke", executor="local"
-        ),
-    )
+    result = run_in_process(suite, tmp_path, "broke")
     assert result.status == "budget_exhausted", result.message
     comparison = result.summary["comparison"]
     assert comparison["verdict"] == "inconclusive"
     assert 0 < comparison["samples_used"] < 5_000
 
 
-def start_cli(suite: Path, work: Path, run_id: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "evalcluster.cli",
-            "run",
-            str(suite),
-            "--run-id",
-            run_id,
-            "--store",
-            str(work / "store"),
-            "--tracking-uri",
-            "none",  # MLflow is checked in-process (a command's MLflow worker outlives it)
-            "--quiet",
-        ],
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the kill takes its simulators too
-    )
-
-
 def test_killed_comparison_resumes_to_the_same_verdict(tmp_path, oracle):
     suite = write_compare_suite(tmp_path)
     store = open_store(str(tmp_path / "store"))
-    first = start_cli(suite, tmp_path, "again")
+    # MLflow is checked in-process (a command's MLflow worker outlives it): no tracking here.
+    first = start_cli_run(suite, tmp_path, "again")
     try:
-        deadline = time.monotonic() + 180
-        while len(list_shards(store, "again")) < 4:
-            assert first.poll() is None, first.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "no shard committed in time"
-            time.sleep(0.05)
+        wait_while_running(
+            first,
+            lambda: len(list_shards(store, "again")) >= 4,
+            timeout_s=180,
+            what="four committed shards",
+        )
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
+        kill_group(first)
     manifest = read_manifest(store, "again")
     assert manifest.status == "running"  # killed mid-comparison, before the decision
     assert len(list_shards(store, "again")) * SHARD < 2 * oracle.looks[-1].samples
 
-    second = start_cli(suite, tmp_path, "again")
+    second = start_cli_run(suite, tmp_path, "again")
     out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err[-3000:]
     comparison = read_summary(store, "again")["comparison"]
@@ -243,15 +208,7 @@ def test_mlflow_parent_run_carries_the_verdict(tmp_path, oracle):
 
     suite = write_compare_suite(tmp_path)
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_suite(
-        prepare_suite(suite),
-        RunOptions(
-            store=str(tmp_path / "store"),
-            tracking_uri=tracking,
-            run_id="logged",
-            executor="local",
-        ),
-    )
+    result = run_in_process(suite, tmp_path, "logged", tracking_uri=tracking)
     assert result.status == "finished", result.message
     assert result.mlflow_error is None
     comparison = result.summary["comparison"]
@@ -269,15 +226,6 @@ def test_leaving_out_a_compared_target_is_refused(tmp_path):
 
     suite = write_compare_suite(tmp_path, items=500)
     with pytest.raises(SpecError) as err:
-        run_suite(
-            prepare_suite(suite),
-            RunOptions(
-                store=str(tmp_path / "store"),
-                tracking_uri=None,
-                run_id="half",
-                executor="local",
-                targets=["model-b"],
-            ),
-        )
+        run_in_process(suite, tmp_path, "half", targets=["model-b"])
     assert err.value.field == "--target"
     assert "model-a" in err.value.message

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
-from evalcluster.errors import AuthError
+from evalcluster.errors import AuthError, ProtocolError, ProviderError
 from evalcluster.providers import build_adapter
 from evalcluster.providers.batch import (
     AnthropicBatchClient,
     BatchClient,
     BatchItem,
     BatchLimits,
+    BatchResults,
+    BatchStatus,
     GeminiBatchClient,
     OpenAIBatchClient,
     batch_client,
@@ -22,7 +24,15 @@ from evalcluster.providers.batch import (
 )
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
 from evalcluster.spec.models import ProviderConfig
-from tests.providers.conftest import KEY, SIM_BASE, ask, sim_answer, sim_input_tokens
+from tests.providers.conftest import (
+    KEY,
+    SIM_BASE,
+    ask,
+    mocked,
+    reply,
+    sim_answer,
+    sim_input_tokens,
+)
 
 pytestmark = pytest.mark.anyio
 VENDORS = ("openai", "anthropic", "gemini")
@@ -42,7 +52,7 @@ def bsim(module_sim: SimulatorThread) -> Iterator[SimulatorThread]:
 
 
 @contextlib.asynccontextmanager
-async def client_for(sim: SimulatorThread, kind: str, api_key) -> AsyncIterator[BatchClient]:
+async def client_for(sim: SimulatorThread, kind: str) -> AsyncIterator[BatchClient]:
     config = ProviderConfig(
         kind=kind, base_url=sim.url + SIM_BASE[kind], api_key_env="EVALCLUSTER_TEST_KEY"
     )
@@ -69,15 +79,28 @@ async def until_ended(client: BatchClient, batch_id: str):
     raise AssertionError(status)
 
 
+async def run_batch(
+    sim: SimulatorThread,
+    kind: str,
+    batch: list[BatchItem],
+    after_submit: Callable[[BatchClient, str], Awaitable[object]] | None = None,
+) -> tuple[BatchStatus, BatchResults]:
+    """Submit `batch` to the simulator's `kind` batch API (then `after_submit`), wait for it to
+    end, and read its results."""
+    async with client_for(sim, kind) as client:
+        batch_id = await client.submit(batch)
+        if after_submit is not None:
+            await after_submit(client, batch_id)
+        status = await until_ended(client, batch_id)
+        return status, await client.results(batch_id, batch)
+
+
 @pytest.mark.parametrize("kind", VENDORS)
 async def test_a_batch_round_trip_gives_the_sync_answers(bsim, kind, api_key):
     bsim.reconfigure(batch_turnaround_s=0.1)
     batch = items(3)
-    async with client_for(bsim, kind, api_key) as client:
-        batch_id = await client.submit(batch)
-        status = await until_ended(client, batch_id)
-        assert status.outcome == "completed" and status.succeeded == 3 and status.failed == 0
-        results = await client.results(batch_id, batch)
+    status, results = await run_batch(bsim, kind, batch)
+    assert status.outcome == "completed" and status.succeeded == 3 and status.failed == 0
     assert results.anomalies == [] and len(results.answered) == 3
     for item in batch:
         completion = results.outcomes[item.custom_id].completion
@@ -92,10 +115,7 @@ async def test_a_batch_round_trip_gives_the_sync_answers(bsim, kind, api_key):
 async def test_per_line_errors_come_back_to_be_retried(bsim, kind, api_key):
     bsim.reconfigure(batch_turnaround_s=0, batch_line_error_rate=0.5)
     batch = items(12)
-    async with client_for(bsim, kind, api_key) as client:
-        batch_id = await client.submit(batch)
-        await until_ended(client, batch_id)
-        results = await client.results(batch_id, batch)
+    _, results = await run_batch(bsim, kind, batch)
     assert sorted(results.outcomes) == sorted(i.custom_id for i in batch)
     assert 0 < len(results.to_retry) < 12
     assert all(o.reason == "errored" and o.error.kind == "server_error" for o in results.to_retry)
@@ -106,11 +126,7 @@ async def test_per_line_errors_come_back_to_be_retried(bsim, kind, api_key):
 async def test_an_expired_batch_sends_its_unfinished_requests_back(bsim, kind, api_key):
     bsim.reconfigure(batch_turnaround_s=0.8, batch_expire_after_s=0.3)
     batch = items(4)
-    async with client_for(bsim, kind, api_key) as client:
-        batch_id = await client.submit(batch)
-        await asyncio.sleep(0.35)
-        status = await until_ended(client, batch_id)
-        results = await client.results(batch_id, batch)
+    status, results = await run_batch(bsim, kind, batch, lambda _c, _id: asyncio.sleep(0.35))
     assert status.outcome == "expired"
     assert [o.custom_id for o in results.answered] == ["id-0"]
     assert {o.custom_id: o.reason for o in results.to_retry} == {
@@ -124,11 +140,7 @@ async def test_an_expired_batch_sends_its_unfinished_requests_back(bsim, kind, a
 async def test_a_cancelled_batch_sends_everything_back(bsim, kind, api_key):
     bsim.reconfigure(batch_turnaround_s=60)
     batch = items(3)
-    async with client_for(bsim, kind, api_key) as client:
-        batch_id = await client.submit(batch)
-        await client.cancel(batch_id)
-        status = await until_ended(client, batch_id)
-        results = await client.results(batch_id, batch)
+    status, results = await run_batch(bsim, kind, batch, lambda c, batch_id: c.cancel(batch_id))
     assert status.outcome == "cancelled"
     assert {o.reason for o in results.to_retry} == {"cancelled"} and len(results.to_retry) == 3
     assert bsim.stats()["batches"]["tokens_in"] == 0
@@ -141,10 +153,7 @@ async def test_hostile_results_become_anomalies_and_retries_never_a_crash(bsim, 
         batch_corrupt=["malformed_line", "unknown_id", "duplicate_line", "missing_line"],
     )
     batch = items(4)
-    async with client_for(bsim, kind, api_key) as client:
-        batch_id = await client.submit(batch)
-        await until_ended(client, batch_id)
-        results = await client.results(batch_id, batch)
+    _, results = await run_batch(bsim, kind, batch)
     assert sorted(results.outcomes) == [f"id-{i}" for i in range(4)]  # one each, no duplicate
     assert [o.custom_id for o in results.to_retry] == ["id-3"]  # the missing line
     assert results.to_retry[0].reason == "missing_line"
@@ -154,7 +163,7 @@ async def test_hostile_results_become_anomalies_and_retries_never_a_crash(bsim, 
 
 async def test_a_bad_key_on_the_batch_api_is_an_auth_error_without_the_key(bsim, api_key):
     bsim.reconfigure(api_keys=["sk-the-right-one"])
-    async with client_for(bsim, "anthropic", api_key) as client:
+    async with client_for(bsim, "anthropic") as client:
         with pytest.raises(AuthError) as caught:
             await client.submit(items(1))
     assert KEY not in str(caught.value)
@@ -194,3 +203,59 @@ def test_an_error_inside_a_success_line_is_a_retry_not_an_answer(api_key):
     collector.answer("id-0", {"error": {"message": "upstream failed", "code": 502}})
     [outcome] = collector.finish("completed").to_retry
     assert outcome.reason == "errored" and outcome.error.kind == "server_error"
+
+
+# --- answers the batch endpoints should never give: a protocol error, never a crash ---------
+
+SUBMIT_FIELD = {"openai": "id", "anthropic": "id", "gemini": "name"}
+POLL_FIELD = {"openai": "status", "anthropic": "processing_status", "gemini": "metadata"}
+
+
+def hostile_client(kind: str, answer) -> tuple[BatchClient, list]:
+    adapter, transport = mocked(kind, answer, base_url=f"https://{kind}.example")
+    return batch_client(adapter), transport.requests
+
+
+@pytest.mark.parametrize("kind", VENDORS)
+async def test_a_submit_answer_without_the_batch_id_is_a_protocol_error(kind, api_key):
+    # OpenAI's upload answers with a file id first; then the batch answer lacks its own id.
+    answers = iter([{"id": "file-1"}, {"object": "batch"}] if kind == "openai" else [{}])
+    client, _ = hostile_client(kind, lambda request: reply(200, next(answers)))
+    with pytest.raises(ProtocolError, match="batch API: no "):
+        await client.submit(items(1))
+
+
+async def test_a_gemini_operation_name_outside_batches_is_a_protocol_error(api_key):
+    client, _ = hostile_client("gemini", reply(200, {"name": "operations/elsewhere"}))
+    with pytest.raises(ProtocolError, match=r"no batches/\.\.\. name"):
+        await client.submit(items(1))
+
+
+@pytest.mark.parametrize("kind", VENDORS)
+async def test_a_polled_batch_without_its_state_field_is_a_protocol_error(kind, api_key):
+    client, _ = hostile_client(kind, reply(200, {"id": "b", POLL_FIELD[kind]: None}))
+    batch_id = "batches/b1" if kind == "gemini" else "b1"
+    with pytest.raises(ProtocolError, match="batch API: "):
+        await client.poll(batch_id)
+
+
+@pytest.mark.parametrize("kind", VENDORS)
+@pytest.mark.parametrize("bad", ["../x", "a/b", "a?b", "%2e", ".."])
+async def test_an_id_that_would_change_the_url_path_is_refused_before_sending(kind, bad, api_key):
+    client, sent_requests = hostile_client(kind, reply(200, {}))
+    batch_id = f"batches/{bad}" if kind == "gemini" else bad
+    with pytest.raises(ValueError, match="not a valid batch or file id"):
+        await client.cancel(batch_id)
+    assert sent_requests == []
+
+
+async def test_a_results_file_the_vendor_refuses_raises_the_adapters_error(api_key):
+    def answer(request):
+        if request.url.endswith("/results"):
+            return reply(500, {"type": "error", "error": {"type": "api_error", "message": "x"}})
+        return reply(200, {"id": "b1", "processing_status": "ended", "request_counts": {}})
+
+    client, _ = hostile_client("anthropic", answer)
+    with pytest.raises(ProviderError) as caught:
+        await client.results("b1", items(1))
+    assert caught.value.kind == "server_error"

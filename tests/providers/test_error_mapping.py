@@ -11,6 +11,7 @@ from evalcluster.errors import (
     BadRequestError,
     ProtocolError,
     ProviderConnectionError,
+    ProviderError,
     ProviderTimeoutError,
     QuotaExhaustedError,
     RateLimitedError,
@@ -18,6 +19,7 @@ from evalcluster.errors import (
 )
 from evalcluster.providers.error_mapping import BODY_SNIPPET_CHARS, class_for_status
 from evalcluster.providers.transport import HttpRequest, HttpResponse
+from tests.provider_faults import FINAL, TRANSIENT, case_id
 
 from .conftest import ask, mocked, over_http, reply
 
@@ -165,3 +167,13 @@ async def test_a_redirect_is_an_error_not_an_answer(api_key: str) -> None:
     with pytest.raises(ProtocolError) as info:
         await adapter.complete(ask())
     assert info.value.status == 302 and not info.value.retryable
+
+
+@pytest.mark.parametrize("error", TRANSIENT, ids=case_id)
+def test_the_endpoints_failures_are_retryable(error: ProviderError) -> None:
+    assert error.retryable is True
+
+
+@pytest.mark.parametrize("error", FINAL, ids=case_id)
+def test_the_requests_own_faults_are_not_retryable(error: ProviderError) -> None:
+    assert error.retryable is False

@@ -3,9 +3,12 @@ what is sent, and the calls read back from each format's answer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from evalcluster.providers.base import (
+    Completion,
     CompletionRequest,
     FinishReason,
     Message,
@@ -32,6 +35,14 @@ CONVERSATION = CompletionRequest(
 )
 
 
+async def converse(kind: str, answer: dict[str, Any]) -> tuple[Completion, dict[str, Any]]:
+    """CONVERSATION through `kind`'s adapter, answered `answer`: the completion read back and
+    the JSON body that was sent."""
+    adapter, transport = mocked(kind, reply(200, answer))
+    completion = await adapter.complete(CONVERSATION)
+    return completion, sent(transport).json()
+
+
 async def test_openai_sends_tools_calls_and_results_and_reads_calls(api_key: str) -> None:
     answer = {
         "model": "m",
@@ -46,9 +57,7 @@ async def test_openai_sends_tools_calls_and_results_and_reads_calls(api_key: str
         ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2},
     }  # fmt: skip
-    adapter, transport = mocked("openai", reply(200, answer))
-    completion = await adapter.complete(CONVERSATION)
-    body = sent(transport).json()
+    completion, body = await converse("openai", answer)
     assert body["messages"][2] == {
         "role": "assistant",
         "content": None,
@@ -79,9 +88,7 @@ async def test_anthropic_uses_tool_use_and_tool_result_blocks(api_key: str) -> N
         ],
         "usage": {"input_tokens": 3, "output_tokens": 2},
     }
-    adapter, transport = mocked("anthropic", reply(200, answer))
-    completion = await adapter.complete(CONVERSATION)
-    body = sent(transport).json()
+    completion, body = await converse("anthropic", answer)
     assert body["system"] == "Be brief."
     assert body["messages"][1] == {
         "role": "assistant",
@@ -117,9 +124,7 @@ async def test_gemini_uses_function_call_and_function_response_parts(api_key: st
         ],
         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2},
     }  # fmt: skip
-    adapter, transport = mocked("gemini", reply(200, answer))
-    completion = await adapter.complete(CONVERSATION)
-    body = sent(transport).json()
+    completion, body = await converse("gemini", answer)
     assert body["contents"][1] == {
         "role": "model",
         "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],

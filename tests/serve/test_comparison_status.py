@@ -4,15 +4,14 @@ stream (the `comparison` message, serve/comparison_events.py)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from evalcluster.serve import comparison_events
 from evalcluster.serve.comparison_events import ComparisonWatch, comparison_event
 from evalcluster.serve.runstatus import RunSources, compose_status
 from evalcluster.store.fs import open_store
 from evalcluster.store.manifest import RunManifest, write_manifest
+from tests.serve.manifests import run_manifest
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LOOK = {"samples": 250, "difference": 0.02, "lower": -0.1, "upper": 0.14, "verdict": "undecided"}
 
 
@@ -31,18 +30,8 @@ def comparison(verdict: str = "undecided", looks: int = 1) -> dict:
 
 
 def manifest(status: str, value: dict | None, compare: bool = True) -> RunManifest:
-    return RunManifest(
-        run_id="versus",
-        suite="s",
-        suite_version="v1",
-        status=status,
-        created_at=NOW,
-        updated_at=NOW,
-        store_uri="/store",
-        targets=["old", "new"],
-        spec={"compare": {"a": "old", "b": "new"}} if compare else {},
-        comparison=value,
-    )
+    spec = {"compare": {"a": "old", "b": "new"}} if compare else {}
+    return run_manifest("versus", status, ["old", "new"], spec=spec, comparison=value)
 
 
 def test_status_shows_the_manifests_comparison_while_running():

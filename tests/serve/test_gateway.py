@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import yaml
 
 from evalcluster.simulator import SimulatorThread
 from tests.serve.conftest import Service, free_port
+from tests.serve.gateway_app import gateway_rows, serve_app, write_service_config
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -67,8 +67,6 @@ class Gateway:
 
 
 def _write_config(folder: Path, sim_url: str, slow_url: str, store: Path) -> Path:
-    for tenant, key in KEYS.items():
-        (folder / f"{tenant}.keys").write_text(key + "\n")
     sim = {"format": "openai", "latency_ms": 0, "accuracy": 1.0}
     pricing = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
@@ -83,8 +81,6 @@ def _write_config(folder: Path, sim_url: str, slow_url: str, store: Path) -> Pat
                       "retry": {"max_attempts": 1}},
         "gw-broken": {"kind": "openai", "base_url": dead, "api_key_env": "GW_UNSET_KEY_VAR"},
     }  # fmt: skip
-    providers_file = folder / "providers.yaml"
-    providers_file.write_text(yaml.safe_dump({"providers": providers}))
     runner = {"role": "runner"}
     config = {
         "tenants": {
@@ -112,39 +108,17 @@ def _write_config(folder: Path, sim_url: str, slow_url: str, store: Path) -> Pat
             },
         },
     }  # fmt: skip
-    path = folder / "serve.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return write_service_config(folder, KEYS, providers, config)
 
 
 @pytest.fixture(scope="module")
 def gateway(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    from ray import serve
-
-    from evalcluster.serve.app import build_app
-
     folder = tmp_path_factory.mktemp("gateway")
     store = folder / "store"
     with SimulatorThread() as sim, SimulatorThread(latency_ms=30_000) as slow:
         config = _write_config(folder, sim.url, slow.url, store)
-        serve.run(build_app({"config": str(config)}), name=APP, route_prefix=PREFIX)
-        try:
+        with serve_app(config, APP, PREFIX):
             yield Gateway(f"{service.url}{PREFIX}/v1", store, folder / "providers.yaml", slow)
-        finally:
-            serve.delete(APP)
-
-
-def _rows(store: Path, tenant: str | None = None, *, want: int = 1) -> list[dict[str, Any]]:
-    """The gateway's rows (waiting for the replica's buffer to write `want` of them)."""
-    from evalcluster.gateway.rows import read_gateway_rows
-    from evalcluster.store.fs import open_store
-
-    deadline = time.monotonic() + 20
-    while True:
-        rows = read_gateway_rows(open_store(str(store)), tenant=tenant).to_pylist()
-        if len(rows) >= want or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
 
 
 def test_models_lists_the_routes_a_tenant_may_call(gateway: Gateway) -> None:
@@ -315,7 +289,7 @@ def test_spent_budget_is_429_insufficient_quota_that_the_sdk_does_not_retry(
     gateway: Gateway,
 ) -> None:
     client = gateway.client("broke", max_retries=3)  # the SDK would retry a rate limit
-    before = len(_rows(gateway.store, "broke", want=0))
+    before = len(gateway_rows(gateway.store, "broke", want=0))
     with pytest.raises(openai.RateLimitError) as err:
         client.chat.completions.create(
             model="sim/sim-1", messages=[{"role": "user", "content": "x"}]
@@ -325,9 +299,9 @@ def test_spent_budget_is_429_insufficient_quota_that_the_sdk_does_not_retry(
     assert "budget" in err.value.message and "not a rate limit" in err.value.message
     assert "retry-after" not in err.value.response.headers
     assert err.value.response.headers["x-should-retry"] == "false"
-    _rows(gateway.store, "broke", want=before + 1)
+    gateway_rows(gateway.store, "broke", want=before + 1)
     time.sleep(1.5)  # a retry would have been sent and logged by now
-    rows = _rows(gateway.store, "broke", want=0)
+    rows = gateway_rows(gateway.store, "broke", want=0)
     assert len(rows) == before + 1  # one request reached the gateway: no retry
     assert all(r["error_kind"] == "budget_exhausted" and r["status"] == 429 for r in rows)
 
@@ -402,7 +376,7 @@ def test_every_call_is_a_row_in_its_tenants_partition(gateway: Gateway) -> None:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     deadline = time.monotonic() + 20
     while True:
-        rows = _rows(gateway.store, "team-b")
+        rows = gateway_rows(gateway.store, "team-b")
         mine = [r for r in rows if r["request_id"] == request_id]
         missing = not mine or not any(r["error_kind"] == "unknown_model" for r in rows)
         if not missing or time.monotonic() > deadline:
@@ -467,11 +441,11 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(
     while _in_flight(actor) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _in_flight(actor) == 0
-    rows = _rows(gateway.store, "team-a", want=1)
+    rows = gateway_rows(gateway.store, "team-a", want=1)
     deadline = time.monotonic() + 10
     while not any(r["model"] == "slow/sim-1" for r in rows) and time.monotonic() < deadline:
         time.sleep(0.2)
-        rows = _rows(gateway.store, "team-a")
+        rows = gateway_rows(gateway.store, "team-a")
     gone = [r for r in rows if r["model"] == "slow/sim-1"]
     assert gone and gone[0]["error_kind"] == "client_disconnected"
     assert gone[0]["status"] == 499 and gone[0]["provider"] == "gw-slow"
@@ -502,7 +476,7 @@ def test_an_inspect_ai_task_runs_through_the_gateway(
     monkeypatch.setenv("EVALGW_BASE_URL", gateway.base_url)
     samples = [Sample(input=f"What is {i} + 7?", target=str(i + 7)) for i in range(4)]
     before_ok = _ok_count(gateway)
-    before = {r["request_id"] for r in _rows(gateway.store, "team-b", want=0)}
+    before = {r["request_id"] for r in gateway_rows(gateway.store, "team-b", want=0)}
     (log,) = eval(
         Task(dataset=samples, solver=generate(), scorer=match(numeric=True)),
         model="openai-api/evalgw/sim/sim-1",
@@ -514,7 +488,7 @@ def test_an_inspect_ai_task_runs_through_the_gateway(
     assert _ok_count(gateway) - before_ok >= 4  # the provider actor answered them
     deadline = time.monotonic() + 20
     while True:
-        rows = _rows(gateway.store, "team-b", want=len(before) + 4)
+        rows = gateway_rows(gateway.store, "team-b", want=len(before) + 4)
         new = [r for r in rows if r["request_id"] not in before and r["status"] == 200]
         if len(new) >= 4 or time.monotonic() > deadline:
             break

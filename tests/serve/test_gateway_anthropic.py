@@ -6,7 +6,6 @@ provider actors in OpenAI, Anthropic and Gemini formats. Also the service middle
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,10 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-import yaml
 
 from evalcluster.simulator import SimulatorThread
 from tests.serve.conftest import Service, free_port
+from tests.serve.gateway_app import gateway_rows, serve_app, write_service_config
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -48,8 +47,6 @@ class Gateway:
 
 
 def _write_config(folder: Path, sim_url: str, store: Path) -> Path:
-    for tenant, key in KEYS.items():
-        (folder / f"{tenant}.keys").write_text(key + "\n")
     pricing = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
@@ -68,7 +65,6 @@ def _write_config(folder: Path, sim_url: str, store: Path) -> Path:
         "gwa-gemini": sim("gemini", sim_url),
         "gwa-down": sim("anthropic", dead, retry={"max_attempts": 1}),
     }  # fmt: skip
-    (folder / "providers.yaml").write_text(yaml.safe_dump({"providers": providers}))
     config = {
         "tenants": {
             "team-a": {"role": "runner", "api_keys_file": "team-a.keys"},
@@ -90,38 +86,15 @@ def _write_config(folder: Path, sim_url: str, store: Path) -> Path:
             },
         },
     }  # fmt: skip
-    path = folder / "serve.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return write_service_config(folder, KEYS, providers, config)
 
 
 @pytest.fixture(scope="module")
 def gateway(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    from ray import serve
-
-    from evalcluster.serve.app import build_app
-
     folder = tmp_path_factory.mktemp("gateway-anthropic")
     store = folder / "store"
-    with SimulatorThread() as sim:
-        config = _write_config(folder, sim.url, store)
-        serve.run(build_app({"config": str(config)}), name=APP, route_prefix=PREFIX)
-        try:
-            yield Gateway(f"{service.url}{PREFIX}", store)
-        finally:
-            serve.delete(APP)
-
-
-def _rows(store: Path, tenant: str, want: int) -> list[dict[str, Any]]:
-    from evalcluster.gateway.rows import read_gateway_rows
-    from evalcluster.store.fs import open_store
-
-    deadline = time.monotonic() + 20
-    while True:
-        rows = read_gateway_rows(open_store(str(store)), tenant=tenant).to_pylist()
-        if len(rows) >= want or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
+    with SimulatorThread() as sim, serve_app(_write_config(folder, sim.url, store), APP, PREFIX):
+        yield Gateway(f"{service.url}{PREFIX}", store)
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -244,13 +217,13 @@ def test_missing_max_tokens_is_400_naming_it(gateway: Gateway) -> None:
 
 
 def test_bearer_token_works_too_and_calls_are_rows(gateway: Gateway) -> None:
-    before = len(_rows(gateway.store, "team-a", 0))
+    before = len(gateway_rows(gateway.store, "team-a", want=0))
     client = anthropic.Anthropic(base_url=gateway.url, auth_token=KEYS["team-a"], max_retries=0)
     message = client.messages.create(
         model="sim/gemini", max_tokens=16, messages=[{"role": "user", "content": "What is 3 + 3?"}]
     )
     assert message.content[0].text.strip() == "6"
-    rows = _rows(gateway.store, "team-a", before + 1)
+    rows = gateway_rows(gateway.store, "team-a", want=before + 1)
     mine = [r for r in rows if r["model"] == "sim/gemini" and r["status"] == 200]
     assert mine and mine[-1]["served_by"] == "gwa-gemini" and mine[-1]["input_tokens"] > 0
 

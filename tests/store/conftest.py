@@ -11,6 +11,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from evalcluster.store.fs import Store, open_store
+from tests.result_rows import result_row as result_row  # the store's tests import it here
 
 # moto accepts any credentials; these stand for real secrets the code must never print.
 ACCESS_KEY = "AKIAEVALTESTKEY00001"
@@ -62,51 +63,6 @@ def local_store(tmp_path) -> Store:
 def store(request) -> Store:
     """Each test using it runs once on a local folder and once on S3."""
     return request.getfixturevalue(f"{request.param}_store")
-
-
-def result_row(run_id: str, target: str, n: int, **overrides) -> dict:
-    """A valid result row for scorers ``exact`` and ``numeric``; `n` makes it unique."""
-    from datetime import UTC, datetime
-
-    row = {
-        "run_id": run_id,
-        "suite": "arithmetic",
-        "suite_version": "v-abc123",
-        "target": target,
-        "provider": "sim-openai",
-        "served_by": "sim-openai",
-        "model": "sim-1",
-        "sample_id": f"s{n}",
-        "epoch": 0,
-        "prompt": f"What is {n}+1?",
-        "reference": str(n + 1),
-        "output": str(n + 1),
-        "finish_reason": "stop",
-        "input_tokens": 10 + n,
-        "output_tokens": 2,
-        "usage_estimated": False,
-        "cost_usd": 0.000015,
-        "latency_ms": 12.5,
-        "attempts": 1,
-        "cache_hit": False,
-        "error_kind": None,
-        "error": None,
-        "request_hash": f"h{n:08d}",
-        "finished_at": datetime(2026, 11, 26, 12, 0, n % 60, tzinfo=UTC),
-        "metadata": '{"level": "easy"}',
-        "judge": None,
-        "judge_input_tokens": 0,
-        "judge_output_tokens": 0,
-        "judge_cost_usd": 0.0,
-        "batch": False,
-        "cached_input_tokens": 0,
-        "usd_saved_batch": 0.0,
-        "usd_saved_cache": 0.0,
-        "score_exact": 1.0,
-        "score_numeric": None if n % 5 == 0 else 1.0,
-    }
-    row.update(overrides)
-    return row
 
 
 SCORERS = ("exact", "numeric")

@@ -103,6 +103,18 @@ def wait_for_run(
     raise AssertionError(f"run {run_id} did not end")
 
 
+def finished_run(svc: UiService, suite: str, **suite_kwargs: Any) -> str:
+    """Create `suite` (as team-b), run it through ``POST /v1/runs`` and wait for it to finish:
+    its run id."""
+    create_suite(svc, suite, **suite_kwargs)
+    with svc.client() as api:
+        accepted = api.post("/v1/runs", json={"suite": suite})
+        assert accepted.status_code == 202, accepted.text
+    run_id = accepted.json()["run_id"]
+    assert wait_for_run(svc, run_id)["status"] == "finished"
+    return run_id
+
+
 @dataclass(frozen=True)
 class Runs:
     finished: str  # two targets, 40 samples, finished
@@ -111,12 +123,7 @@ class Runs:
 
 @pytest.fixture(scope="package")
 def runs(service: UiService) -> Runs:
-    create_suite(service, "wb-small", samples=40, shard_size=10, accuracy=0.7)
-    with service.client() as api:
-        accepted = api.post("/v1/runs", json={"suite": "wb-small"})
-        assert accepted.status_code == 202, accepted.text
-    run_id = accepted.json()["run_id"]
-    assert wait_for_run(service, run_id)["status"] == "finished"
+    run_id = finished_run(service, "wb-small", samples=40, shard_size=10, accuracy=0.7)
     _write_crafted_run(service)
     return Runs(finished=run_id, xss=XSS_RUN)
 

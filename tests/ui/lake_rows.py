@@ -10,6 +10,7 @@ from typing import Any
 from evalcluster.store.fs import Store
 from evalcluster.store.lake import commit_shard
 from evalcluster.store.manifest import RunManifest, write_manifest
+from tests.result_rows import result_row
 
 SCORERS = ("exact", "numeric")
 
@@ -17,44 +18,24 @@ SCORERS = ("exact", "numeric")
 def make_row(run_id: str, target: str, i: int, **overrides: Any) -> dict[str, Any]:
     """Row `i` of `target`: right when i % 3 != 0, group "level" easy/hard by parity."""
     right = i % 3 != 0
-    answer = str(i + 1)
-    row = {
-        "run_id": run_id,
-        "suite": "arith",
-        "suite_version": "v-test",
-        "target": target,
-        "provider": f"prov-{target}",
-        "served_by": f"prov-{target}",
-        "model": "sim-1",
-        "sample_id": f"s{i:05d}",
-        "epoch": 0,
-        "prompt": f"What is {i}+1?",
-        "reference": answer,
-        "output": answer if right else "no idea",
-        "finish_reason": "stop",
-        "input_tokens": 10,
-        "output_tokens": 2,
-        "usage_estimated": False,
-        "cost_usd": 0.001,
-        "latency_ms": 10.0 + i % 50,
-        "attempts": 1,
-        "cache_hit": False,
-        "error_kind": None,
-        "error": None,
-        "request_hash": f"h{i:08d}",
-        "finished_at": datetime(2026, 11, 27, 12, 0, i % 60, tzinfo=UTC),
-        "metadata": json.dumps({"level": "easy" if i % 2 == 0 else "hard"}),
-        "judge": None,
-        "judge_input_tokens": 0,
-        "judge_output_tokens": 0,
-        "judge_cost_usd": 0.0,
-        "batch": False,
-        "cached_input_tokens": 0,
-        "usd_saved_batch": 0.0,
-        "usd_saved_cache": 0.0,
-        "score_exact": 1.0 if right else 0.0,
-        "score_numeric": 1.0 if right else 0.0,
-    }
+    score = 1.0 if right else 0.0
+    row = result_row(
+        run_id,
+        target,
+        i,
+        scores={"exact": score, "numeric": score},
+        suite="arith",
+        suite_version="v-test",
+        provider=f"prov-{target}",
+        served_by=f"prov-{target}",
+        sample_id=f"s{i:05d}",
+        output=str(i + 1) if right else "no idea",
+        input_tokens=10,
+        cost_usd=0.001,
+        latency_ms=10.0 + i % 50,
+        finished_at=datetime(2026, 11, 27, 12, 0, i % 60, tzinfo=UTC),
+        metadata=json.dumps({"level": "easy" if i % 2 == 0 else "hard"}),
+    )
     row.update(overrides)
     return row
 

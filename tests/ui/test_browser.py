@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -47,6 +48,16 @@ def _sign_in(context, service, tenant: str = "team-b", hash_: str = "#/runs"):
     page.get_by_role("button", name="Sign in").click()
     page.locator("#who").filter(has_text=tenant).wait_for()
     return page
+
+
+def _open_drawer(page, row, title: str) -> tuple[Any, str]:
+    """Click `row` and wait for its drawer, headed `title` with its sample id for ``{}``: the
+    drawer and the sample id."""
+    sample_id = row.get_attribute("data-sample")
+    row.click()
+    drawer = page.get_by_role("dialog")
+    drawer.get_by_role("heading", name=title.format(sample_id)).wait_for()
+    return drawer, sample_id
 
 
 def test_sign_in_refuses_a_wrong_key_and_remembers_a_good_one_in_the_tab(
@@ -136,11 +147,7 @@ def test_filtering_samples_and_opening_a_drawer(context, service, runs, tmp_path
     assert set(cells.all_inner_texts()) <= {"0.000", "0"}
     assert set(page.locator("tbody tr.clickable td:nth-child(1)").all_inner_texts()) == {"t1"}
     _save(page, tmp_path, "samples.png")
-    first = page.locator("tbody tr.clickable").first
-    sample_id = first.get_attribute("data-sample")
-    first.click()
-    drawer = page.get_by_role("dialog")
-    drawer.get_by_role("heading", name=f"Sample {sample_id}").wait_for()
+    drawer, sample_id = _open_drawer(page, page.locator("tbody tr.clickable").first, "Sample {}")
     for heading in ("Prompt", "Output", "Reference", "Judge rationale", "Review"):
         assert drawer.get_by_role("heading", name=heading, exact=True).count() == 1
     assert "Served by" in drawer.inner_text() and "sim-1" in drawer.inner_text()
@@ -168,11 +175,7 @@ def test_a_comparison_lists_flipped_items_that_open(context, service, runs, tmp_
     )
     assert page.locator("figure svg polyline").count() == 1  # the interval path
     _save(page, tmp_path, "compare.png")
-    flip = page.locator("tr.flip").first
-    sample_id = flip.get_attribute("data-sample")
-    flip.click()
-    drawer = page.get_by_role("dialog")
-    drawer.get_by_role("heading", name=f"Sample {sample_id}: A against B").wait_for()
+    drawer, _ = _open_drawer(page, page.locator("tr.flip").first, "Sample {}: A against B")
     assert drawer.get_by_role("heading", name=re.compile("^A: ")).count() == 1
     assert drawer.get_by_role("heading", name=re.compile("^B: ")).count() == 1
 

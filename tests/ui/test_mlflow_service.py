@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ui.conftest import UiService, create_suite, wait_for_run
+from tests.ui.conftest import UiService, finished_run
 
 
 def _deploy(service: UiService, tracking_uri: str) -> None:
@@ -42,12 +42,8 @@ def test_a_label_posted_to_the_service_becomes_feedback_on_the_rows_trace(servic
     from mlflow import MlflowClient
     from mlflow.tracing.client import TracingClient
 
-    create_suite(service, "wb-traced", samples=6, shard_size=3, accuracy=0.5)
+    run_id = finished_run(service, "wb-traced", samples=6, shard_size=3, accuracy=0.5)
     with service.client() as api:
-        accepted = api.post("/v1/runs", json={"suite": "wb-traced"})
-        assert accepted.status_code == 202, accepted.text
-        run_id = accepted.json()["run_id"]
-        assert wait_for_run(service, run_id)["status"] == "finished"
         label = {"target": "t0", "sample_id": "q0001", "epoch": 0, "scorer": "exact",
                  "verdict": 0, "comment": "checked by hand"}  # fmt: skip
         rows = api.get(f"/v1/ui/runs/{run_id}/samples", params={"target": "t0"}).json()["rows"]

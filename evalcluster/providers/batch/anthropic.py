@@ -11,7 +11,6 @@ cannot send the key elsewhere.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +23,8 @@ from evalcluster.providers.batch.base import (
     BatchStatus,
     ResultCollector,
     jsonl_lines,
+    path_segment,
 )
-from evalcluster.providers.batch.openai import _segment
 from evalcluster.providers.transport import encode_json
 
 __all__ = ["AnthropicBatchClient"]
@@ -37,9 +36,8 @@ class AnthropicBatchClient(BatchClient):
     vendor = "anthropic"
     limits = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024)
 
-    def __init__(self, adapter: AnthropicAdapter, *, timeout_s: float | None = None):
-        super().__init__(adapter, timeout_s=timeout_s)
-        self._headers: dict[str, str] | None = None
+    adapter: AnthropicAdapter
+    _headers: dict[str, str] | None = None  # the sync adapter's, from its first call
 
     def _entry(self, item: BatchItem) -> dict[str, Any]:
         call = self.adapter.build_call(item.request)
@@ -58,23 +56,23 @@ class AnthropicBatchClient(BatchClient):
 
     def _url(self, batch_id: str = "", tail: str = "") -> str:
         base = f"{self.adapter.base_url}/v1/messages/batches"
-        return f"{base}/{_segment(batch_id)}{tail}" if batch_id else base
+        return f"{base}/{path_segment(batch_id)}{tail}" if batch_id else base
 
     async def submit(self, items: Sequence[BatchItem]) -> str:
         self._check_items(items)
         entries = [self._entry(item) for item in items]
         batch = await self._call("POST", self._url(), self.headers(), {"requests": entries})
-        batch_id = batch.get("id") if isinstance(batch, dict) else None
-        if not isinstance(batch_id, str) or not batch_id:
-            raise self._shape_error("no batch id in the answer to POST /v1/messages/batches")
-        self._submitted_at[batch_id] = time.monotonic()
-        return batch_id
+        missing = "no batch id in the answer to POST /v1/messages/batches"
+        return self._submitted(batch, "id", missing)
 
     async def _batch(self, batch_id: str) -> dict[str, Any]:
-        batch = await self._call("GET", self._url(batch_id), self.headers())
-        if not isinstance(batch, dict) or not isinstance(batch.get("processing_status"), str):
-            raise self._shape_error("a message batch without processing_status")
-        return batch
+        return await self._get_object(
+            self._url(batch_id),
+            self.headers(),
+            "processing_status",
+            str,
+            "a message batch without processing_status",
+        )
 
     async def poll(self, batch_id: str) -> BatchStatus:
         batch = await self._batch(batch_id)
@@ -94,12 +92,8 @@ class AnthropicBatchClient(BatchClient):
     async def results(self, batch_id: str, items: Sequence[BatchItem]) -> BatchResults:
         status = await self.poll(batch_id)
         collector = ResultCollector(self.adapter, items, self._latency_ms(batch_id))
-        response = await self.adapter.transport.request(
-            "GET", self._url(batch_id, "/results"), self.headers(), None, self.timeout_s
-        )
-        if not 200 <= response.status < 300:
-            raise self.adapter.error_for(response)
-        for line in jsonl_lines(response.body, collector):
+        data = await self._download(self._url(batch_id, "/results"), self.headers())
+        for line in jsonl_lines(data, collector):
             self._read_line(line, collector)
         return collector.finish(status.outcome)
 

@@ -309,3 +309,37 @@ class BatchClient(ABC):
 
     def _shape_error(self, what: str) -> ProtocolError:
         return ProtocolError(f"batch API: {what}", provider=self.adapter.name)
+
+    def _submitted(self, answer: Any, field: str, missing: str, prefix: str = "") -> str:
+        """The batch id the vendor's answer to a submit names in `field` (a string starting
+        with `prefix`), its clock started for the lines' latency; else a `ProtocolError`
+        saying `missing`."""
+        batch_id = answer.get(field) if isinstance(answer, dict) else None
+        if not isinstance(batch_id, str) or not batch_id or not batch_id.startswith(prefix):
+            raise self._shape_error(missing)
+        self._submitted_at[batch_id] = time.monotonic()
+        return batch_id
+
+    async def _get_object(
+        self, url: str, headers: dict[str, str], field: str, kind: type, missing: str
+    ) -> dict[str, Any]:
+        """GET a batch (or operation) object, which must hold `field` of type `kind`; else a
+        `ProtocolError` saying `missing`."""
+        found = await self._call("GET", url, headers)
+        if not isinstance(found, dict) or not isinstance(found.get(field), kind):
+            raise self._shape_error(missing)
+        return found
+
+    async def _download(self, url: str, headers: dict[str, str]) -> bytes:
+        """The raw body of a results file (JSONL), or the adapter's error for its status."""
+        response = await self.adapter.transport.request("GET", url, headers, None, self.timeout_s)
+        if not 200 <= response.status < 300:
+            raise self.adapter.error_for(response)
+        return response.body
+
+
+def path_segment(value: str) -> str:
+    """An id from the vendor, checked before it goes into a URL path."""
+    if not value or any(c in value for c in "/?#%\\") or value in (".", ".."):
+        raise ValueError(f"not a valid batch or file id: {value[:40]!r}")
+    return value

@@ -12,7 +12,6 @@ the URL). Inline requests are limited to 20 MB in all; the request count is ours
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -24,8 +23,8 @@ from evalcluster.providers.batch.base import (
     BatchResults,
     BatchStatus,
     ResultCollector,
+    path_segment,
 )
-from evalcluster.providers.batch.openai import _segment
 from evalcluster.providers.gemini import GeminiAdapter
 from evalcluster.providers.transport import encode_json
 
@@ -43,8 +42,7 @@ class GeminiBatchClient(BatchClient):
     vendor = "gemini"
     limits = BatchLimits(max_requests=10_000, max_bytes=20 * 1024 * 1024)
 
-    def __init__(self, adapter: GeminiAdapter, *, timeout_s: float | None = None):
-        super().__init__(adapter, timeout_s=timeout_s)
+    adapter: GeminiAdapter
 
     def _entry(self, item: BatchItem) -> dict[str, Any]:
         return {"request": self.adapter.body(item.request), "metadata": {"key": item.custom_id}}
@@ -71,22 +69,23 @@ class GeminiBatchClient(BatchClient):
         path = f"/v1beta/models/{quote(model, safe='-._~')}:batchGenerateContent"
         url = self.adapter.base_url + path
         operation = await self._call("POST", url, self._headers(), body)
-        name = operation.get("name") if isinstance(operation, dict) else None
-        if not isinstance(name, str) or not name.startswith("batches/"):
-            raise self._shape_error("no batches/... name in the answer to batchGenerateContent")
-        self._submitted_at[name] = time.monotonic()
-        return name
+        return self._submitted(
+            operation,
+            "name",
+            "no batches/... name in the answer to batchGenerateContent",
+            prefix="batches/",
+        )
 
     def _url(self, name: str, tail: str = "") -> str:
         if not name.startswith("batches/"):
             raise ValueError(f"not a Gemini batch name: {name[:40]!r}")
-        return f"{self.adapter.base_url}/v1beta/batches/{_segment(name[len('batches/') :])}{tail}"
+        segment = path_segment(name.removeprefix("batches/"))
+        return f"{self.adapter.base_url}/v1beta/batches/{segment}{tail}"
 
     async def _operation(self, name: str) -> dict[str, Any]:
-        operation = await self._call("GET", self._url(name), self._headers())
-        if not isinstance(operation, dict) or not isinstance(operation.get("metadata"), dict):
-            raise self._shape_error("an operation without metadata")
-        return operation
+        return await self._get_object(
+            self._url(name), self._headers(), "metadata", dict, "an operation without metadata"
+        )
 
     async def poll(self, batch_id: str) -> BatchStatus:
         operation = await self._operation(batch_id)

@@ -10,7 +10,6 @@ requests never run). Limits: 50,000 requests and 200 MB per input file.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from evalcluster.providers.batch.base import (
     BatchStatus,
     ResultCollector,
     jsonl_lines,
+    path_segment,
 )
 from evalcluster.providers.openai import OpenAIAdapter
 from evalcluster.providers.transport import HttpRequest, encode_json
@@ -39,9 +39,7 @@ class OpenAIBatchClient(BatchClient):
     vendor = "openai"
     limits = BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024)
 
-    def __init__(self, adapter: OpenAIAdapter, *, timeout_s: float | None = None):
-        super().__init__(adapter, timeout_s=timeout_s)
-        self.adapter: OpenAIAdapter = adapter
+    adapter: OpenAIAdapter
 
     def _line(self, item: BatchItem) -> bytes:
         body = self.adapter.build_call(item.request).body
@@ -63,11 +61,7 @@ class OpenAIBatchClient(BatchClient):
             self.adapter.headers(),
             {"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h"},
         )
-        batch_id = batch.get("id") if isinstance(batch, dict) else None
-        if not isinstance(batch_id, str) or not batch_id:
-            raise self._shape_error("no batch id in the answer to POST /batches")
-        self._submitted_at[batch_id] = time.monotonic()
-        return batch_id
+        return self._submitted(batch, "id", "no batch id in the answer to POST /batches")
 
     async def _upload(self, data: bytes) -> str:
         boundary = f"evalcluster-{uuid.uuid4().hex}"
@@ -96,11 +90,10 @@ class OpenAIBatchClient(BatchClient):
         return file_id
 
     async def _batch(self, batch_id: str) -> dict[str, Any]:
-        url = f"{self.adapter.base_url}/batches/{_segment(batch_id)}"
-        batch = await self._call("GET", url, self.adapter.headers())
-        if not isinstance(batch, dict) or not isinstance(batch.get("status"), str):
-            raise self._shape_error("a batch without a status")
-        return batch
+        url = f"{self.adapter.base_url}/batches/{path_segment(batch_id)}"
+        return await self._get_object(
+            url, self.adapter.headers(), "status", str, "a batch without a status"
+        )
 
     async def poll(self, batch_id: str) -> BatchStatus:
         batch = await self._batch(batch_id)
@@ -149,20 +142,9 @@ class OpenAIBatchClient(BatchClient):
             collector.anomaly("malformed_line", str(custom_id)[:64], "neither response nor error")
 
     async def _content(self, file_id: str) -> bytes:
-        url = f"{self.adapter.base_url}/files/{_segment(file_id)}/content"
-        response = await self.adapter.transport.request("GET", url, self.adapter.headers(), None,
-                                                        self.timeout_s)  # fmt: skip
-        if not 200 <= response.status < 300:
-            raise self.adapter.error_for(response)
-        return response.body
+        url = f"{self.adapter.base_url}/files/{path_segment(file_id)}/content"
+        return await self._download(url, self.adapter.headers())
 
     async def cancel(self, batch_id: str) -> None:
-        url = f"{self.adapter.base_url}/batches/{_segment(batch_id)}/cancel"
+        url = f"{self.adapter.base_url}/batches/{path_segment(batch_id)}/cancel"
         await self._call("POST", url, self.adapter.headers())
-
-
-def _segment(value: str) -> str:
-    """An id from the vendor, checked before it goes into a URL path."""
-    if not value or any(c in value for c in "/?#%\\") or value in (".", ".."):
-        raise ValueError(f"not a valid batch or file id: {value[:40]!r}")
-    return value

@@ -22,6 +22,9 @@ from evalcluster.simulator.formats.base import (
     SimResult,
     WireFormat,
     new_id,
+    positive_int,
+    stop_list,
+    window_headers,
 )
 from evalcluster.simulator.ratelimit import WindowState
 from evalcluster.simulator.tokens import count_tokens
@@ -93,7 +96,7 @@ class AnthropicFormat(WireFormat):
         max_tokens = body.get("max_tokens")
         if max_tokens is None:
             raise RequestInvalid("max_tokens: Field required", "max_tokens")
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        if not positive_int(max_tokens):
             raise RequestInvalid("max_tokens: Input should be an integer >= 1", "max_tokens")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -110,9 +113,9 @@ class AnthropicFormat(WireFormat):
             input_tokens += count_tokens(text)
             if message["role"] == "user":
                 prompt = text
-        stop = body.get("stop_sequences") or []
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise RequestInvalid("stop_sequences: Input should be a list of strings")
+        stop = stop_list(
+            body.get("stop_sequences"), "stop_sequences: Input should be a list of strings"
+        )
         last = messages[-1]
         asks = last["role"] == "user" and not _has_block(last.get("content"), "tool_result")
         return SimRequest(
@@ -120,7 +123,7 @@ class AnthropicFormat(WireFormat):
             prompt,
             input_tokens,
             max_tokens,
-            tuple(s for s in stop if s),
+            stop,
             call_tool=_first_tool(body.get("tools")) if asks else None,
         )
 
@@ -180,13 +183,8 @@ class AnthropicFormat(WireFormat):
     def limit_headers(
         self, requests: WindowState | None, tokens: WindowState | None
     ) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        for name, state in (("requests", requests), ("tokens", tokens)):
-            if state is not None:
-                headers[f"anthropic-ratelimit-{name}-limit"] = str(state.limit)
-                headers[f"anthropic-ratelimit-{name}-remaining"] = str(state.remaining)
-                headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339_after(state.reset_s)
-        return headers
+        pattern = "anthropic-ratelimit-{window}-{field}"
+        return window_headers(requests, tokens, pattern, rfc3339_after)
 
 
 def _blocks_text(content: Any, where: str) -> str:

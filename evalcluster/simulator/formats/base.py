@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
@@ -106,6 +107,38 @@ class HttpReply:
 def dumps(data: Any) -> bytes:
     """Compact JSON bytes."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def stop_list(value: Any, error: str) -> tuple[str, ...]:
+    """A request's list of stop strings, empty ones dropped; absent is none. Anything but a
+    list of strings raises `RequestInvalid(error)`."""
+    stop = value or []
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise RequestInvalid(error)
+    return tuple(s for s in stop if s)
+
+
+def positive_int(value: Any) -> bool:
+    """Whether `value` is a JSON integer >= 1 (a boolean is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def window_headers(
+    requests: WindowState | None,
+    tokens: WindowState | None,
+    pattern: str,
+    reset: Callable[[float], str],
+) -> dict[str, str]:
+    """Rate-limit headers for the request and token windows: `pattern` names each with
+    ``{field}`` (limit, remaining, reset) and ``{window}`` (requests, tokens); `reset` writes
+    the seconds until the window resets as the vendor does."""
+    headers: dict[str, str] = {}
+    for window, state in (("requests", requests), ("tokens", tokens)):
+        if state is not None:
+            headers[pattern.format(field="limit", window=window)] = str(state.limit)
+            headers[pattern.format(field="remaining", window=window)] = str(state.remaining)
+            headers[pattern.format(field="reset", window=window)] = reset(state.reset_s)
+    return headers
 
 
 def new_id(prefix: str, length: int = 24) -> str:

@@ -22,6 +22,8 @@ from evalcluster.simulator.formats.base import (
     SimResult,
     WireFormat,
     new_id,
+    positive_int,
+    stop_list,
 )
 from evalcluster.simulator.tokens import count_tokens
 
@@ -105,13 +107,12 @@ class GeminiFormat(WireFormat):
         if not isinstance(config, dict):
             raise RequestInvalid("Invalid value at 'generation_config'")
         max_tokens = config.get("maxOutputTokens", config.get("max_output_tokens"))
-        if max_tokens is not None and (
-            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
-        ):
+        if max_tokens is not None and not positive_int(max_tokens):
             raise RequestInvalid("Invalid value at 'generation_config.max_output_tokens'")
-        stop = config.get("stopSequences", config.get("stop_sequences")) or []
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise RequestInvalid("Invalid value at 'generation_config.stop_sequences'")
+        stop = stop_list(
+            config.get("stopSequences", config.get("stop_sequences")),
+            "Invalid value at 'generation_config.stop_sequences'",
+        )
         last = contents[-1]
         asks = last.get("role", "user") == "user" and not any(
             isinstance(p, dict) and "functionResponse" in p for p in last.get("parts") or ()
@@ -121,7 +122,7 @@ class GeminiFormat(WireFormat):
             prompt,
             input_tokens,
             max_tokens,
-            tuple(s for s in stop if s),
+            stop,
             call_tool=_first_function(body.get("tools")) if asks else None,
         )
 

@@ -24,6 +24,8 @@ from evalcluster.simulator.formats.base import (
     SimResult,
     WireFormat,
     new_id,
+    positive_int,
+    window_headers,
 )
 from evalcluster.simulator.ratelimit import WindowState
 from evalcluster.simulator.tokens import count_tokens
@@ -86,7 +88,7 @@ class OpenAIFormat(WireFormat):
                 prompt = text
             last_role = message["role"]
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        if max_tokens is not None and (not _is_int(max_tokens) or max_tokens < 1):
+        if max_tokens is not None and not positive_int(max_tokens):
             raise RequestInvalid("Invalid 'max_tokens': expected an integer >= 1.", "max_tokens")
         usage = body.get("usage")
         return SimRequest(
@@ -157,13 +159,7 @@ class OpenAIFormat(WireFormat):
     def limit_headers(
         self, requests: WindowState | None, tokens: WindowState | None
     ) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        for name, state in (("requests", requests), ("tokens", tokens)):
-            if state is not None:
-                headers[f"x-ratelimit-limit-{name}"] = str(state.limit)
-                headers[f"x-ratelimit-remaining-{name}"] = str(state.remaining)
-                headers[f"x-ratelimit-reset-{name}"] = go_duration(state.reset_s)
-        return headers
+        return window_headers(requests, tokens, "x-ratelimit-{field}-{window}", go_duration)
 
 
 def _error_fields(kind: ErrorKind, ctx: ErrorContext) -> tuple[int, str, str | None, str, Any]:
@@ -287,7 +283,3 @@ def _stop(stop: Any) -> tuple[str, ...]:
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop) and len(stop) <= 4:
         return tuple(s for s in stop if s)
     raise RequestInvalid("Invalid 'stop': expected a string or up to 4 strings.", "stop")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
