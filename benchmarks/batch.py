@@ -32,9 +32,9 @@ from evalcluster.providers.batch import batch_client
 from evalcluster.providers.pricing import cost_breakdown
 from evalcluster.providers.transport import HttpRequest, HttpResponse, PyreqwestTransport
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
-from evalcluster.spec.models import ProviderConfig
 from evalcluster.store.batch_ledger import BatchLedger
 from evalcluster.store.fs import open_store
+from evalcluster.suite.models import ProviderConfig
 
 MODEL = "gpt-4.1-mini"
 PREFIX = " ".join(f"rule{i}" for i in range(2000))  # 2,000 simulator tokens

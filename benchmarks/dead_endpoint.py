@@ -27,7 +27,7 @@ import ray
 from evalcluster.actors.provider import ProviderActor, provider_actor_name
 from evalcluster.cluster import NAMESPACE
 from evalcluster.providers.base import CompletionRequest, Message
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 KEY_ENV = "EVALCLUSTER_BENCH_KEY"
 

@@ -47,9 +47,9 @@ from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.simulator import SimulatorConfig, SimulatorProcess
 from evalcluster.simulator.bench import send_all
-from evalcluster.spec.models import ProviderConfig
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import read_results
+from evalcluster.suite.models import ProviderConfig
 
 KEY_ENV = "EVALCLUSTER_BENCH_KEY"
 CONCURRENCY = 64  # the providers' default max_concurrency

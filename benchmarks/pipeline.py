@@ -33,7 +33,7 @@ from evalcluster.providers.base import (
     Message,
     Usage,
 )
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 KEY_ENV = "EVALCLUSTER_BENCH_KEY"
 CHUNK = 64

@@ -41,9 +41,9 @@ from evalcluster.providers.base import Completion, CompletionRequest
 from evalcluster.providers.batch import batch_client
 from evalcluster.providers.calls import CallResult
 from evalcluster.providers.pricing import cost_breakdown, cost_usd, estimate_request_tokens
-from evalcluster.spec.models import ProviderConfig, SuiteSpec
 from evalcluster.store.batch_ledger import BatchLedger
 from evalcluster.store.fs import Store
+from evalcluster.suite.models import ProviderConfig, SuiteSpec
 
 RESTART_RATE_FACTOR = 0.5
 BATCH_GAUGE_EVERY_S = 1.0

@@ -25,8 +25,8 @@ from evalcluster.gateway.ledger import CallRecord, SpendView, ledger_handle
 from evalcluster.gateway.rows import RowBuffer, day_of, now
 from evalcluster.gateway.wire import ChatRequest, to_completion_request
 from evalcluster.providers.base import Completion
-from evalcluster.spec.models import ProviderConfig
 from evalcluster.store.fs import Store
+from evalcluster.suite.models import ProviderConfig
 
 log = logging.getLogger("evalcluster.gateway")
 QUEUE_PREFIX = "gateway:"  # a tenant's calls share the provider's fair queue under this key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from evalcluster.providers.base import CompletionRequest
 from evalcluster.providers.pricing import cost_usd, projected_usage
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 
 def projected_cost(provider: ProviderConfig, request: CompletionRequest) -> float:

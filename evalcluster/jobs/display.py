@@ -16,7 +16,7 @@ from rich.text import Text
 from evalcluster.actors.run import BatchProgress, RunSnapshot
 from evalcluster.jobs.options import RunOptions
 from evalcluster.scoring.summary import group_columns, group_rows
-from evalcluster.spec.loader import LoadedSuite
+from evalcluster.suite.loader import LoadedSuite
 
 console = Console(stderr=True)
 stdout = Console(width=140)  # sys.stdout as it is at each write

@@ -36,8 +36,6 @@ from evalcluster.jobs.simulators import started_simulators
 from evalcluster.jobs.summary import build_summary, target_results
 from evalcluster.lazy_ray import ray  # imported only by a run on Ray
 from evalcluster.runstate import RunState
-from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.targets import select_targets
 from evalcluster.store.fs import Store, open_store
 from evalcluster.store.lake import iter_result_batches, shard_key
 from evalcluster.store.manifest import (
@@ -47,6 +45,8 @@ from evalcluster.store.manifest import (
     write_manifest,
     write_summary,
 )
+from evalcluster.suite.loader import LoadedSuite
+from evalcluster.suite.targets import select_targets
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 from evalcluster.actors.run import BatchProgress, LiveRun, ProgressDelta
 from evalcluster.jobs.executors import done, resolve
 from evalcluster.providers.calls import CallResult
-from evalcluster.spec.models import ProviderConfig, SuiteSpec
+from evalcluster.suite.models import ProviderConfig, SuiteSpec
 
 # Shards evaluated at once. Each keeps its whole shard of requests queued at its endpoint, so
 # two keep an endpoint's concurrency full across a shard's end. More only interleave at the

@@ -35,8 +35,8 @@ from evalcluster.rows import score_column
 from evalcluster.store.layout import DEFAULT_STORE
 
 if TYPE_CHECKING:
-    from evalcluster.spec.loader import LoadedSuite
     from evalcluster.store.fs import Store
+    from evalcluster.suite.loader import LoadedSuite
 
 PROMPT_SAMPLE_ROWS = 200  # dataset rows whose prompts estimate the input tokens
 SEQUENTIAL_REPLICATES = 200
@@ -483,7 +483,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """`evalcluster plan`: print the plan. Bad options raise SpecError (exit 2)."""
     from pydantic import ValidationError
 
-    from evalcluster.spec.loader import load_suite
+    from evalcluster.suite.loader import load_suite
 
     try:
         request = request_from_args(args)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from evalcluster.errors import SpecError
 from evalcluster.scoring import build_scorers
-from evalcluster.spec.loader import LoadedSuite, load_suite, load_suite_text
-from evalcluster.spec.rules import SubmissionRules
+from evalcluster.suite.loader import LoadedSuite, load_suite, load_suite_text
+from evalcluster.suite.rules import SubmissionRules
 
 
 def prepare_suite(path: str | Path) -> LoadedSuite:

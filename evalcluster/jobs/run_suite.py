@@ -24,7 +24,7 @@ from evalcluster.jobs.executors import EXECUTOR_NAMES
 from evalcluster.jobs.options import DEFAULT_MAX_ERROR_RATE, RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.runstate import RunState
-from evalcluster.spec.loader import validation_to_spec_error
+from evalcluster.suite.loader import validation_to_spec_error
 
 
 def _default(option: str) -> Any:

@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.providers.registry import adapter_class
-from evalcluster.spec.datasets import cell_to_text, iter_batches
-from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.models import ProviderConfig, TargetSpec
+from evalcluster.suite.datasets import cell_to_text, iter_batches
+from evalcluster.suite.loader import LoadedSuite
+from evalcluster.suite.models import ProviderConfig, TargetSpec
 
 
 @dataclass(frozen=True)

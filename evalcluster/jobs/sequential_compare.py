@@ -35,10 +35,10 @@ from evalcluster.jobs.samples import Sample, SampleBatch, iter_sample_batches
 from evalcluster.rows import SCORE_PREFIX
 from evalcluster.runstate import RunState
 from evalcluster.scoring.sequential import ConfidenceSequence, Verdict
-from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store
 from evalcluster.store.lake import shard_key
 from evalcluster.store.manifest import RunManifest
+from evalcluster.suite.loader import LoadedSuite
 
 TUNE_FRACTION = 10  # the sequence is tightest at cap / TUNE_FRACTION samples
 _COLUMNS = ("sample_id", "epoch", "error_kind", "cost_usd", "judge_cost_usd")

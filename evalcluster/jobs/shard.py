@@ -38,11 +38,11 @@ from evalcluster.providers.calls import CallResult
 from evalcluster.providers.pricing import BATCH_DISCOUNT, price_for
 from evalcluster.rows import ResultRow, score_column
 from evalcluster.scoring import JudgedScorer, Score, build_scorers, needs_judge
-from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.models import ProviderConfig, TargetSpec
 from evalcluster.store.cache import ResponseCache, cache_entry_from_call
 from evalcluster.store.fs import Store
 from evalcluster.store.lake import commit_shard, shard_key
+from evalcluster.suite.loader import LoadedSuite
+from evalcluster.suite.models import ProviderConfig, TargetSpec
 
 CHUNK_SIZE = 64
 # Without a budget, a shard's progress goes to the registry at most this often (and when its

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 # What each wire format's official SDK calls base_url, relative to the simulator's root.
 _BASE_PATH = {"openai": "/v1", "anthropic": "", "gemini": ""}

@@ -72,9 +72,9 @@ from evalcluster.scoring.epochs import EpochAccumulator
 from evalcluster.scoring.passk import pass_at_k
 from evalcluster.scoring.stats import ScoreAccumulator, group_key
 from evalcluster.scoring.summary import default_pass_ks
-from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store
 from evalcluster.store.lake import file_columns, list_shards, with_added_columns
+from evalcluster.suite.loader import LoadedSuite
 
 CONFIDENCE = 0.95
 PASS_THRESHOLD = 1.0

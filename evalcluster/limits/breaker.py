@@ -49,7 +49,7 @@ from evalcluster.errors import (
     ServerError,
 )
 from evalcluster.limits.clock import Clock, Sleep
-from evalcluster.spec.models import BreakerConfig
+from evalcluster.suite.models import BreakerConfig
 
 BreakerState = Literal["closed", "open", "half_open"]
 

@@ -55,7 +55,7 @@ from evalcluster.limits.clock import Clock, Sleep
 from evalcluster.limits.fair import WeightedFairQueue
 from evalcluster.limits.retry import Attempted, call_with_retries
 from evalcluster.limits.window import SendWindow
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 if TYPE_CHECKING:
     from evalcluster.providers.base import Completion

@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, RetryCallState
 
 from evalcluster.errors import ProviderError, RateLimitedError
 from evalcluster.limits.clock import Clock, Sleep
-from evalcluster.spec.models import RetryConfig
+from evalcluster.suite.models import RetryConfig
 
 T = TypeVar("T")
 

@@ -52,7 +52,7 @@ from evalcluster.providers.transport import (
     PyreqwestTransport,
     Transport,
 )
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 __all__ = ["HttpAdapter", "HttpCall", "estimated_usage"]
 

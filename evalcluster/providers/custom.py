@@ -22,7 +22,7 @@ from evalcluster.providers.error_mapping import ErrorBody
 from evalcluster.providers.openai import read_openai_error
 from evalcluster.providers.pricing import estimate_input_tokens, estimate_tokens
 from evalcluster.providers.transport import HttpResponse
-from evalcluster.spec.models import CustomHttpConfig, ProviderConfig
+from evalcluster.suite.models import CustomHttpConfig, ProviderConfig
 
 __all__ = ["CustomAdapter", "fill_template", "lookup_path"]
 

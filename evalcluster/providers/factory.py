@@ -9,7 +9,7 @@ from evalcluster.providers.netguard import NetworkPolicy
 from evalcluster.providers.registry import adapter_class
 from evalcluster.providers.secrets import Secret, resolve_api_key
 from evalcluster.providers.transport import Transport
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 __all__ = ["SIMULATOR_KEY", "build_adapter", "check_client_provider"]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from evalcluster.providers.base import CompletionRequest, Usage
-from evalcluster.spec.models import Pricing
+from evalcluster.suite.models import Pricing
 
 __all__ = [
     "BATCH_DISCOUNT",

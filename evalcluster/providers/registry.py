@@ -1,7 +1,7 @@
 """Provider kind -> adapter class, looked up lazily by "module:attr" so that an unused wire
 format is never imported. `register_provider` adds kinds (or replaces one, e.g. in tests) and
 `unregister_provider` removes an added one. A kind registered here is also registered with
-`evalcluster.spec.models` (`register_provider_kind`), where suites are validated: spec knows
+`evalcluster.suite.models` (`register_provider_kind`), where suites are validated: spec knows
 nothing of this package, so the names are pushed to it rather than looked up from it.
 
 Installed packages add kinds without any code of ours running first: an entry point in the
@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from evalcluster.errors import SpecError
 from evalcluster.providers.base import ProviderAdapter
-from evalcluster.spec.models import (
+from evalcluster.suite.models import (
     installed_provider_kinds,
     register_provider_kind,
     unregister_provider_kind,

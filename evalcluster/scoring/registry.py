@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from evalcluster.errors import SpecError
 from evalcluster.scoring.base import JudgedScorer, Scorer, needs_judge
-from evalcluster.spec.models import ScorerSpec
+from evalcluster.suite.models import ScorerSpec
 
 ENTRY_POINT_GROUP = "evalcluster.scorers"
 _OPTIONS_ATTR = "__evalcluster_scorer_options__"

@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evalcluster.errors import SpecError
 from evalcluster.gateway.config import GatewayConfig
 from evalcluster.jobs.options import DEFAULT_STORE, DEFAULT_TRACKING_URI
-from evalcluster.spec.loader import parse_yaml, validation_to_spec_error
-from evalcluster.spec.rules import ClientProviders
 from evalcluster.store.layout import check_name
+from evalcluster.suite.loader import parse_yaml, validation_to_spec_error
+from evalcluster.suite.rules import ClientProviders
 
 Role = Literal["viewer", "runner", "admin"]
 ROLE_RANK = {"viewer": 0, "runner": 1, "admin": 2}

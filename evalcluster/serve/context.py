@@ -15,10 +15,10 @@ from fastapi import Request
 
 from evalcluster.serve.datasets import TenantDatasets
 from evalcluster.serve.settings import ServeSettings
-from evalcluster.spec.rules import SubmissionRules
 from evalcluster.store.fs import Store, open_store
 from evalcluster.store.layout import tenant_prefix
 from evalcluster.store.suites import SuiteRegistry
+from evalcluster.suite.rules import SubmissionRules
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -23,9 +23,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from evalcluster.errors import NotFoundError, SpecError
-from evalcluster.spec.datasets import DatasetRef, infer_format
 from evalcluster.store.fs import Store
 from evalcluster.store.layout import check_name, tenant_prefix
+from evalcluster.suite.datasets import DatasetRef, infer_format
 
 UPLOAD_SCHEME = "dataset:"
 

@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evalcluster.errors import NotFoundError, SpecError, StoreError
-from evalcluster.spec.loader import field_path
 from evalcluster.store.suites import VersionConflictError
+from evalcluster.suite.loader import field_path
 
 log = logging.getLogger("evalcluster.serve")
 

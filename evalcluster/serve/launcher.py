@@ -32,9 +32,9 @@ from evalcluster.cluster import NAMESPACE
 from evalcluster.errors import NotFoundError
 from evalcluster.jobs.options import RunOptions
 from evalcluster.runstate import RunState
-from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.fs import Store, open_store
 from evalcluster.store.layout import run_prefix
+from evalcluster.suite.loader import LoadedSuite
 
 log = logging.getLogger("evalcluster.serve")
 

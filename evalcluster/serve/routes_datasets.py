@@ -4,7 +4,7 @@
 body (any Content-Type but ``multipart/form-data``, which is refused with 415: a form's envelope
 is not the file). The body is streamed into a temporary file, hashed and counted on the way,
 under its own size limit (``datasets.max_upload_bytes``, not ``max_body_bytes``); then the whole
-file is read with the readers runs use (`evalcluster.spec.datasets.iter_batches`), so an upload
+file is read with the readers runs use (`evalcluster.suite.datasets.iter_batches`), so an upload
 that is stored is one a run can read. A file that does not parse is 422 saying what is wrong
 (not valid UTF-8 at byte N, expected N columns, no rows) and never quoting it: a reader's own
 message repeats rows. Bytes are stored once per content (``data/<sha256>.<format>``); a name
@@ -46,8 +46,8 @@ from evalcluster.serve.datasets import (
 from evalcluster.serve.errors import ApiError
 from evalcluster.serve.routes_suites import check_name
 from evalcluster.serve.schemas import NAME_PATTERN, ErrorBody
-from evalcluster.spec.datasets import DatasetRef, infer_format, iter_batches
 from evalcluster.store.fs import Store
+from evalcluster.suite.datasets import DatasetRef, infer_format, iter_batches
 
 UPLOAD_PATH = "/v1/datasets"
 Format = Literal["jsonl", "csv", "parquet"]

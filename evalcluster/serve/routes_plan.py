@@ -25,7 +25,7 @@ from evalcluster.serve.schemas import (
     ErrorBody,
     shallow_suite,
 )
-from evalcluster.spec.loader import LoadedSuite
+from evalcluster.suite.loader import LoadedSuite
 
 router = APIRouter(
     prefix="/v1/plan",

@@ -45,10 +45,10 @@ from evalcluster.serve.schemas import (
     RunRequest,
     RunStatusResponse,
 )
-from evalcluster.spec.loader import LoadedSuite
 from evalcluster.store.lake import list_run_ids, read_results
 from evalcluster.store.layout import check_partition_value
 from evalcluster.store.manifest import read_manifest
+from evalcluster.suite.loader import LoadedSuite
 
 router = APIRouter(
     prefix="/v1/runs",

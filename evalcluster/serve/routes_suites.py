@@ -24,10 +24,10 @@ from evalcluster.serve.schemas import (
     SuiteList,
     SuiteSummary,
 )
-from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.rules import SubmissionRules
 from evalcluster.store.layout import TENANTS_PREFIX
 from evalcluster.store.suites import SuitePut, SuiteRegistry, VersionConflictError
+from evalcluster.suite.loader import LoadedSuite
+from evalcluster.suite.rules import SubmissionRules
 
 router = APIRouter(
     prefix="/v1/suites",

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalcluster.errors import SpecError
-from evalcluster.spec.rules import check_nesting
+from evalcluster.suite.rules import check_nesting
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_RESULTS_PAGE = 1000

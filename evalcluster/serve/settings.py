@@ -25,9 +25,9 @@ from evalcluster.serve.config import (
     DEFAULT_MAX_UPLOAD_BYTES,
     load_service_config,
 )
-from evalcluster.spec.loader import load_providers_file
-from evalcluster.spec.models import ProviderConfig
-from evalcluster.spec.rules import ClientProviders
+from evalcluster.suite.loader import load_providers_file
+from evalcluster.suite.models import ProviderConfig
+from evalcluster.suite.rules import ClientProviders
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalcluster.providers.calls import CallResult
-from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.models import TargetSpec
 from evalcluster.store.fs import Store
+from evalcluster.suite.loader import LoadedSuite
+from evalcluster.suite.models import TargetSpec
 
 _SCHEMA = pa.schema(
     [

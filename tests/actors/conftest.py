@@ -12,7 +12,7 @@ import pytest
 from evalcluster.cluster import NAMESPACE
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 from tests.conftest import openai_provider
 
 ActorFactory = Callable[..., Any]

@@ -12,9 +12,9 @@ from evalcluster.actors.batch_lane import BatchLane, BatchLaneConfig, custom_id_
 from evalcluster.providers import build_adapter
 from evalcluster.providers.batch import batch_client
 from evalcluster.simulator import answer
-from evalcluster.spec.models import ProviderConfig
 from evalcluster.store.batch_ledger import BatchIntent, BatchLedger, LedgerRequest
 from evalcluster.store.fs import open_store
+from evalcluster.suite.models import ProviderConfig
 from tests.actors.conftest import requests
 from tests.store.conftest import s3_endpoint, s3_store  # noqa: F401 - fixtures for the S3 case
 

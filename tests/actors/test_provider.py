@@ -16,9 +16,9 @@ from evalcluster.jobs.driver import run_suite
 from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
-from evalcluster.spec.models import ProviderConfig
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import read_results
+from evalcluster.suite.models import ProviderConfig
 from tests.actors.conftest import provider_config, requests
 from tests.conftest import openai_provider, write_suite
 

@@ -7,7 +7,7 @@ import pytest
 from evalcluster.errors import SpecError
 from evalcluster.gateway.config import GatewayConfig, check_routes
 from evalcluster.serve.config import ServiceConfig
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 
 def _registry() -> dict[str, ProviderConfig]:

@@ -20,7 +20,7 @@ from evalcluster.providers.base import (
 )
 from evalcluster.providers.factory import build_adapter
 from evalcluster.simulator import SimulatorThread
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 TOOL = Tool("get_weather", "The weather.", {"type": "object", "properties": {"city": {}}})
 FORMATS = ("openai", "anthropic", "gemini")

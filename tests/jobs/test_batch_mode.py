@@ -17,11 +17,11 @@ from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.jobs.shard import batching_providers
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
-from evalcluster.spec.loader import load_suite
-from evalcluster.spec.models import AUTO_BATCH_MIN_REQUESTS, ProviderConfig
 from evalcluster.store.batch_ledger import BatchLedger
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import list_shards, read_results
+from evalcluster.suite.loader import load_suite
+from evalcluster.suite.models import AUTO_BATCH_MIN_REQUESTS, ProviderConfig
 from tests.conftest import openai_provider, write_suite
 from tests.jobs.cli_process import kill_group, start_cli_run, wait_while_running
 

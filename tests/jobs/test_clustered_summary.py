@@ -20,9 +20,9 @@ from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.jobs.summary import target_results
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
-from evalcluster.spec.loader import load_suite
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import read_results
+from evalcluster.suite.loader import load_suite
 from tests.conftest import openai_provider
 from tests.scoring.summary_oracle import summary_for_rows
 

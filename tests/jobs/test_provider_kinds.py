@@ -22,9 +22,9 @@ from evalcluster.jobs.options import RunOptions
 from evalcluster.jobs.prepare import prepare_suite
 from evalcluster.providers import build_adapter
 from evalcluster.simulator import SimulatorConfig, SimulatorThread, answer, count_tokens
-from evalcluster.spec.loader import load_providers_file
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import read_results
+from evalcluster.suite.loader import load_providers_file
 from tests.conftest import REPO, write_suite
 
 SAMPLES = 10

@@ -23,15 +23,15 @@ from evalcluster.jobs.samples import endpoint_identity, iter_sample_batches, req
 from evalcluster.jobs.shard import ShardContext, ShardEvaluator
 from evalcluster.jobs.simulators import started_simulators
 from evalcluster.providers.base import CompletionRequest, Message
-from evalcluster.spec.loader import load_suite
-from evalcluster.spec.models import (
+from evalcluster.store.cache import ResponseCache
+from evalcluster.store.fs import open_store
+from evalcluster.suite.loader import load_suite
+from evalcluster.suite.models import (
     BUILTIN_PROVIDER_KINDS,
     CustomHttpConfig,
     ProviderConfig,
     SimulatorOptions,
 )
-from evalcluster.store.cache import ResponseCache
-from evalcluster.store.fs import open_store
 from tests.conftest import write_suite
 
 # Proven not to change what is sent or how the answer is read. `from_client` and

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from evalcluster.jobs.display import result_tables
 from evalcluster.jobs.summary import target_results
-from evalcluster.spec.loader import load_suite
+from evalcluster.suite.loader import load_suite
 from tests.conftest import openai_provider, write_suite
 
 

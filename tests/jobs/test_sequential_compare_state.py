@@ -16,10 +16,10 @@ from evalcluster.jobs.sequential_compare import (
     SequentialComparison,
     sample_order,
 )
-from evalcluster.spec import load_suite
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import commit_shard, shard_key
 from evalcluster.store.manifest import ShardRecord
+from evalcluster.suite import load_suite
 from tests.store.conftest import result_row
 
 ITEMS, SHARD, RUN = 40, 10, "cmp"

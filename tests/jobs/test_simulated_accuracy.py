@@ -25,10 +25,10 @@ from evalcluster.providers.transport import HttpRequest, HttpResponse, MockTrans
 from evalcluster.simulator import SimulatorThread
 from evalcluster.simulator.cli import build_parser, config_from_args
 from evalcluster.simulator.reference import REFERENCE_HEADER, decode_reference
-from evalcluster.spec.loader import load_suite
-from evalcluster.spec.models import ProviderConfig
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import read_results
+from evalcluster.suite.loader import load_suite
+from evalcluster.suite.models import ProviderConfig
 
 SAMPLES = 200
 SYLLABLES = ("ka", "lo", "mi", "ren", "su", "tar", "vo", "zel", "qu", "bra")

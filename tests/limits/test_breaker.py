@@ -19,7 +19,7 @@ from evalcluster.errors import (
 )
 from evalcluster.limits.breaker import CircuitBreaker, counts_as_failure
 from evalcluster.limits.clock import ManualClock
-from evalcluster.spec.models import BreakerConfig
+from evalcluster.suite.models import BreakerConfig
 
 pytestmark = pytest.mark.anyio
 

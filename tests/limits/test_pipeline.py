@@ -26,7 +26,7 @@ from evalcluster.limits.clock import ManualClock
 from evalcluster.limits.pipeline import BreakerOpen, EndpointPipeline
 from evalcluster.limits.retry import Attempted
 from evalcluster.providers.base import Completion, FinishReason, RateLimitSnapshot, Usage
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 pytestmark = pytest.mark.anyio
 

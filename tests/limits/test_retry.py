@@ -23,7 +23,7 @@ from evalcluster.limits.retry import (
     call_with_retries,
     decide,
 )
-from evalcluster.spec.models import RetryConfig
+from evalcluster.suite.models import RetryConfig
 
 pytestmark = pytest.mark.anyio
 

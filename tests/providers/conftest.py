@@ -14,7 +14,7 @@ from evalcluster.providers import build_adapter
 from evalcluster.providers.adapter import HttpAdapter
 from evalcluster.providers.base import CompletionRequest, Message
 from evalcluster.providers.transport import HttpRequest, HttpResponse, MockTransport
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 KEY = "sk-test-0123456789abcdef0123456789"
 

@@ -23,7 +23,7 @@ from evalcluster.providers.batch import (
     split_batches,
 )
 from evalcluster.simulator import SimulatorConfig, SimulatorThread
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 from tests.providers.conftest import (
     KEY,
     SIM_BASE,

@@ -6,7 +6,7 @@ import pytest
 
 from evalcluster.providers.base import Usage
 from evalcluster.providers.pricing import BATCH_DISCOUNT, cost_breakdown, cost_usd
-from evalcluster.spec.models import Pricing
+from evalcluster.suite.models import Pricing
 
 
 def test_batch_pays_half_of_the_sync_price():

@@ -35,7 +35,7 @@ from evalcluster.providers.transport import (
     MockTransport,
     PyreqwestTransport,
 )
-from evalcluster.spec.models import CustomHttpConfig, ProviderConfig, SimulatorOptions
+from evalcluster.suite.models import CustomHttpConfig, ProviderConfig, SimulatorOptions
 
 from .conftest import ask
 

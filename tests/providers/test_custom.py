@@ -10,7 +10,7 @@ from evalcluster.errors import ProtocolError, ServerError, SpecError
 from evalcluster.providers import build_adapter
 from evalcluster.providers.base import FinishReason, Usage
 from evalcluster.providers.custom import fill_template, lookup_path
-from evalcluster.spec.models import CustomHttpConfig, ProviderConfig
+from evalcluster.suite.models import CustomHttpConfig, ProviderConfig
 
 from .conftest import ask, mocked, reply, sent
 

@@ -11,7 +11,7 @@ from evalcluster.providers.local import LocalAdapter
 from evalcluster.providers.openai import OpenAIAdapter
 from evalcluster.providers.openrouter import OpenRouterAdapter
 from evalcluster.providers.transport import PyreqwestTransport
-from evalcluster.spec.models import ProviderConfig, SimulatorOptions
+from evalcluster.suite.models import ProviderConfig, SimulatorOptions
 
 from .conftest import KEY
 

@@ -7,7 +7,7 @@ import pytest
 
 from evalcluster.errors import SpecError
 from evalcluster.providers import build_adapter
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 
 from .conftest import ask, mocked, over_http, reply, sent, sim_answer
 

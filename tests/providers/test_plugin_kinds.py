@@ -62,7 +62,7 @@ def test_an_installed_kind_validates_and_resolves_without_being_registered(plugi
 import json
 from evalcluster.errors import SpecError
 from evalcluster.providers.registry import adapter_class, known_kinds
-from evalcluster.spec.models import ProviderConfig, provider_kinds
+from evalcluster.suite.models import ProviderConfig, provider_kinds
 
 out = {"kinds": provider_kinds(), "known": known_kinds()}
 ProviderConfig(kind="house-llm", base_url="http://127.0.0.1:1/v1")
@@ -89,7 +89,7 @@ print(json.dumps(out))
 
 def test_without_the_plugin_the_kind_is_unknown_and_named(plugin_path, tmp_path):
     code = """
-from evalcluster.spec.models import ProviderConfig
+from evalcluster.suite.models import ProviderConfig
 ProviderConfig(kind="house-llm", base_url="http://127.0.0.1:1/v1")
 """
     done = _python(code, tmp_path / "nothing-installed")

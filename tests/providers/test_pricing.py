@@ -12,7 +12,7 @@ from evalcluster.providers.pricing import (
     price_for,
     projected_usage,
 )
-from evalcluster.spec.models import Pricing
+from evalcluster.suite.models import Pricing
 
 from .conftest import ask
 
@@ -82,7 +82,7 @@ def test_token_estimates() -> None:
 
 def test_projected_usage_is_what_limits_and_budgets_both_charge() -> None:
     from evalcluster.jobs.budget import projected_cost
-    from evalcluster.spec.models import ProviderConfig
+    from evalcluster.suite.models import ProviderConfig
 
     request = ask("x" * 40, system="y" * 8, max_tokens=16)
     usage = projected_usage(request)

@@ -180,7 +180,7 @@ async def test_mock_transport_handler_can_act_out_network_failures() -> None:
 async def test_many_requests_through_a_small_pool_to_the_simulator(sim, api_key: str) -> None:
     """200 concurrent calls through an adapter whose pool holds 8 connections all succeed."""
     from evalcluster.providers import build_adapter
-    from evalcluster.spec.models import ProviderConfig
+    from evalcluster.suite.models import ProviderConfig
 
     from .conftest import ask
 

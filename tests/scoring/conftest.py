@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from evalcluster.scoring import registry
-from evalcluster.spec.models import ScorerSpec
+from evalcluster.suite.models import ScorerSpec
 
 
 @pytest.fixture

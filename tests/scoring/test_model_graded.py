@@ -6,7 +6,7 @@ from evalcluster.errors import SpecError
 from evalcluster.providers.base import Message
 from evalcluster.scoring import JudgeRequiredError, ModelGradedScorer, build_scorers
 from evalcluster.scoring.model_graded import DEFAULT_TEMPLATE, NO_REFERENCE
-from evalcluster.spec.models import ScorerSpec
+from evalcluster.suite.models import ScorerSpec
 
 from .conftest import build_one
 

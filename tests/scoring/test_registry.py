@@ -16,7 +16,7 @@ from evalcluster.scoring import (
     scorer_types,
 )
 from evalcluster.scoring.base import ScorerOptions
-from evalcluster.spec.models import ScorerSpec, SuiteSpec
+from evalcluster.suite.models import ScorerSpec, SuiteSpec
 
 BUILTINS = {"exact", "includes", "regex", "numeric", "choice", "json", "custom", "model_graded"}
 

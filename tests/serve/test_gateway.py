@@ -402,7 +402,7 @@ def _slow_actor(gateway: Gateway) -> Any:
     import ray
 
     from evalcluster.actors.provider import provider_actor
-    from evalcluster.spec.loader import load_providers_file
+    from evalcluster.suite.loader import load_providers_file
 
     actor = provider_actor("gw-slow", load_providers_file(gateway.providers_file, "providers"))
     ray.get(actor.ready.remote(), timeout=60)
@@ -455,7 +455,7 @@ def _ok_count(gateway: Gateway, provider: str = "gw-sim") -> int:
     import ray
 
     from evalcluster.actors.provider import provider_actor
-    from evalcluster.spec.loader import load_providers_file
+    from evalcluster.suite.loader import load_providers_file
 
     actor = provider_actor(provider, load_providers_file(gateway.providers_file, "providers"))
     return ray.get(actor.status.remote(), timeout=30)["outcomes"].get("ok", 0)

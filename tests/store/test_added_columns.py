@@ -10,7 +10,6 @@ import pytest
 
 from evalcluster.errors import StoreError
 from evalcluster.jobs.summary import build_summary
-from evalcluster.spec.loader import load_suite
 from evalcluster.store.fs import open_store
 from evalcluster.store.lake import (
     ADDED_FIELDS,
@@ -21,6 +20,7 @@ from evalcluster.store.lake import (
     shard_to_parquet_bytes,
 )
 from evalcluster.store.layout import shard_key
+from evalcluster.suite.loader import load_suite
 from tests.conftest import openai_provider, write_suite
 
 from .conftest import SCORERS, result_row

@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from evalcluster.errors import SpecError
-from evalcluster.spec.datasets import DatasetRef
-from evalcluster.spec.loader import load_suite_text, parse_yaml
-from evalcluster.spec.models import ProviderConfig
-from evalcluster.spec.rules import MAX_NESTING, SubmissionRules, check_nesting
+from evalcluster.suite.datasets import DatasetRef
+from evalcluster.suite.loader import load_suite_text, parse_yaml
+from evalcluster.suite.models import ProviderConfig
+from evalcluster.suite.rules import MAX_NESTING, SubmissionRules, check_nesting
 
 REGISTRY = {
     "op-openai": ProviderConfig(kind="openai", base_url="http://10.0.0.5/v1", api_key_env="K")

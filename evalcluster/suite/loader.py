@@ -17,9 +17,9 @@ import yaml
 from pydantic import ValidationError
 
 from evalcluster.errors import SpecError
-from evalcluster.spec.datasets import DatasetRef, resolve_dataset, scan_dataset
-from evalcluster.spec.models import ProviderConfig, SuiteSpec
-from evalcluster.spec.rules import SubmissionRules, check_nesting
+from evalcluster.suite.datasets import DatasetRef, resolve_dataset, scan_dataset
+from evalcluster.suite.models import ProviderConfig, SuiteSpec
+from evalcluster.suite.rules import SubmissionRules, check_nesting
 
 VERSION_LENGTH = 16
 

@@ -14,8 +14,8 @@ import pytest
 from evalcluster.errors import SpecError
 from evalcluster.providers import registry
 from evalcluster.providers.openai import OpenAIAdapter
-from evalcluster.spec import ProviderConfig, datasets, load_suite, load_suite_text
-from evalcluster.spec.datasets import DatasetRef, iter_batches
+from evalcluster.suite import ProviderConfig, datasets, load_suite, load_suite_text
+from evalcluster.suite.datasets import DatasetRef, iter_batches
 
 SUITE = """
 name: demo
@@ -185,7 +185,7 @@ def test_every_registry_kind_and_simulated_validate():
 
 
 def test_text_loading_keeps_working_with_a_label_resolver(tmp_path):
-    from evalcluster.spec.rules import SubmissionRules
+    from evalcluster.suite.rules import SubmissionRules
 
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(["a", "a"])))
 

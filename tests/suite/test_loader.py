@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from evalcluster.errors import SpecError
-from evalcluster.spec import load_suite
+from evalcluster.suite import load_suite
 
 SUITE = """
 name: demo

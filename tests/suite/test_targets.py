@@ -1,13 +1,13 @@
-"""`spec/targets.py`: the one rule for choosing which of a suite's targets a run evaluates."""
+"""`suite/targets.py`: the one rule for choosing which of a suite's targets a run evaluates."""
 
 from __future__ import annotations
 
 import pytest
 
 from evalcluster.errors import SpecError
-from evalcluster.spec import load_suite
-from evalcluster.spec.targets import check_target_names, select_targets
-from tests.spec.test_loader import write_suite
+from evalcluster.suite import load_suite
+from evalcluster.suite.targets import check_target_names, select_targets
+from tests.suite.test_loader import write_suite
 
 SUITE = """
 name: demo

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalcluster.errors import SpecError
-from evalcluster.spec import load_suite
+from evalcluster.suite import load_suite
 
 SUITE = """
 name: versus

@@ -1,7 +1,7 @@
 """Suite specification: pydantic models, YAML loading, datasets and versioning."""
 
-from evalcluster.spec.loader import LoadedSuite, load_suite, load_suite_text, suite_version
-from evalcluster.spec.models import (
+from evalcluster.suite.loader import LoadedSuite, load_suite, load_suite_text, suite_version
+from evalcluster.suite.models import (
     BreakerConfig,
     GenerationParams,
     Pricing,

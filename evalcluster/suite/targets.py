@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 
 from evalcluster.errors import SpecError
-from evalcluster.spec.loader import LoadedSuite
-from evalcluster.spec.models import SuiteSpec
+from evalcluster.suite.loader import LoadedSuite
+from evalcluster.suite.models import SuiteSpec
 
 __all__ = ["check_target_names", "select_targets"]
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from evalcluster.errors import SpecError
-from evalcluster.spec.models import ProviderConfig, SuiteSpec
+from evalcluster.suite.models import ProviderConfig, SuiteSpec
 
 if TYPE_CHECKING:
-    from evalcluster.spec.datasets import DatasetRef
+    from evalcluster.suite.datasets import DatasetRef
 
 ClientProviders = Literal["deny", "no_secrets"]
 MAX_NESTING = 64
