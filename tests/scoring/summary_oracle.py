@@ -51,38 +51,7 @@ def summary_for_rows(
     metadata columns named in `group_by`. A row with an ``error_kind`` is an infrastructure
     failure: it is counted under ``errors`` and never as a wrong answer.
 
-    A sample's epochs are first averaged, so ``n`` counts samples and the interval reflects
-    sample-to-sample variation (with one epoch this is the plain per-row summary). Shape::
-
-        {
-          "confidence": 0.95,
-          "pass_threshold": 1.0,            # a score >= this is a pass, for pass@k
-          "targets": {
-            "<target>": {
-              "rows": 120, "samples": 40, "epochs": 3,
-              "errors": 2, "error_kinds": {"rate_limited": 2},
-              "scorers": {
-                "<scorer>": {
-                  "n": 40, "mean": 0.8, "stderr": 0.05, "ci_low": 0.7, "ci_high": 0.9,
-                  "method": "t",             # "wilson" (binary scores), "t", or null
-                  "rows_scored": 117,        # rows with a score
-                  "unscored": 1,             # rows without error whose score was null
-                  "groups": {"<column>": {"<value>": {n, mean, stderr, ci_low, ci_high,
-                                                      method}}},
-                  "pass_at_k": {"1": {"k": 1, "skipped": 0, n, mean, ...}, "3": {...}}
-                }
-              }
-            }
-          }
-        }
-
-    ``pass_at_k`` is present only when the target has more than one epoch; ``groups`` is
-    empty without `group_by`. Missing metadata values form the group "null".
-
-    With `cluster` (a metadata column) each scorer also gets ``clustered``
-    (`evalcluster.scoring.clustered`); with more than one epoch, ``epoch_split``
-    (`evalcluster.scoring.epochs`). ``paired`` lists, for each pair of targets in name order,
-    the per-scorer `evalcluster.scoring.differences.PairedDifference` of b - a.
+    The shape is `summary.json`'s scorer part, documented in `evalcluster.jobs.summary`.
     """
     by_target: dict[str, _TargetRows] = defaultdict(_TargetRows)
     wanted = list(scorers) if scorers is not None else None

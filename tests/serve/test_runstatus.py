@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 import pytest
 
@@ -11,8 +10,7 @@ from evalcluster.actors.run import BatchProgress, BudgetSnapshot, RunSnapshot, T
 from evalcluster.serve.launcher import DriverState
 from evalcluster.serve.runstatus import RunSources, compose_status, is_valid_run_id
 from evalcluster.store.manifest import RunManifest, ShardRecord
-
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+from tests.serve.manifests import NOW, run_manifest
 
 
 def manifest(status: str, rows: dict[str, list[int]] | None = None) -> RunManifest:
@@ -23,17 +21,7 @@ def manifest(status: str, rows: dict[str, list[int]] | None = None) -> RunManife
         }
         for target, counts in (rows or {}).items()
     }
-    return RunManifest(
-        run_id="run-a",
-        suite="s",
-        suite_version="v1",
-        status=status,
-        created_at=NOW,
-        updated_at=NOW,
-        store_uri="/store",
-        targets=["t0", "t1"],
-        shards=shards,
-    )
+    return run_manifest("run-a", status, ["t0", "t1"], shards=shards)
 
 
 def snapshot(status: str = "running", done: tuple[int, int] = (3, 1)) -> RunSnapshot:
