@@ -3,23 +3,18 @@ import asyncio
 import pytest
 
 from evalcluster.errors import (
-    AuthError,
     BadRequestError,
     CircuitOpenError,
-    ContentFilteredError,
-    ContextLengthError,
     EndpointDownError,
-    OverloadedError,
-    ProtocolError,
     ProviderConnectionError,
     ProviderTimeoutError,
-    QuotaExhaustedError,
     RateLimitedError,
     ServerError,
 )
 from evalcluster.limits.breaker import CircuitBreaker, counts_as_failure
 from evalcluster.limits.clock import ManualClock
 from evalcluster.suite.models import BreakerConfig
+from tests.provider_faults import FINAL, TRANSIENT, case_id
 
 pytestmark = pytest.mark.anyio
 
@@ -35,34 +30,14 @@ def trip(breaker: CircuitBreaker) -> None:
         breaker.record_failure(BOOM)
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        ServerError("x", status=500),
-        OverloadedError("x", status=529),
-        ProviderTimeoutError("x"),
-        ProviderConnectionError("x"),
-        ProtocolError("html instead of json", status=502),
-        ProtocolError("stream dropped", status=None),
-    ],
-    ids=lambda e: f"{type(e).__name__}-{e.status}",
-)
+@pytest.mark.parametrize("error", TRANSIENT, ids=case_id)
 def test_provider_side_failures_count(error):
     assert counts_as_failure(error)
 
 
 @pytest.mark.parametrize(
     "error",
-    [
-        AuthError("x", status=401),
-        BadRequestError("x", status=400),
-        ContextLengthError("x", status=400),
-        RateLimitedError("x", status=429),
-        QuotaExhaustedError("x", status=429),
-        ContentFilteredError("x", status=400),
-        ProtocolError("bad json", status=404),
-        RuntimeError("a bug of ours"),
-    ],
+    [*FINAL, RateLimitedError("x", status=429), RuntimeError("a bug of ours")],
     ids=lambda e: f"{type(e).__name__}-{getattr(e, 'status', None)}",
 )
 def test_client_side_and_unknown_errors_never_trip_it(error):

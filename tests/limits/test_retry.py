@@ -4,15 +4,9 @@ from evalcluster.errors import (
     AuthError,
     BadRequestError,
     CircuitOpenError,
-    ContentFilteredError,
-    ContextLengthError,
     OverloadedError,
-    ProtocolError,
-    ProviderConnectionError,
     ProviderTimeoutError,
-    QuotaExhaustedError,
     RateLimitedError,
-    RequestTooLargeError,
     ServerError,
 )
 from evalcluster.limits.clock import ManualClock
@@ -24,6 +18,7 @@ from evalcluster.limits.retry import (
     decide,
 )
 from evalcluster.suite.models import RetryConfig
+from tests.provider_faults import FINAL, TRANSIENT
 
 pytestmark = pytest.mark.anyio
 
@@ -39,21 +34,10 @@ def half() -> float:
 @pytest.mark.parametrize(
     ("error", "action"),
     [
-        (ServerError("x", status=500), "transient"),
-        (OverloadedError("x", status=529), "transient"),
-        (ProviderTimeoutError("x"), "transient"),
-        (ProviderConnectionError("x"), "transient"),
-        (ProtocolError("html page", status=502), "transient"),
-        (ProtocolError("truncated", status=None), "transient"),
+        *((error, "transient") for error in TRANSIENT),
         (CircuitOpenError("x"), "transient"),
         (RateLimitedError("x", status=429), "rate_limit"),
-        (ProtocolError("bad json", status=400), "no"),
-        (AuthError("x", status=401), "no"),
-        (BadRequestError("x", status=400), "no"),
-        (ContextLengthError("x", status=400), "no"),
-        (ContentFilteredError("x", status=400), "no"),
-        (QuotaExhaustedError("x", status=429), "no"),
-        (RequestTooLargeError("x"), "no"),
+        *((error, "no") for error in FINAL),
         (ValueError("a bug of ours"), "no"),
     ],
     ids=lambda v: (
