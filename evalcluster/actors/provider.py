@@ -575,29 +575,40 @@ def sum_batch_status(statuses: Iterable[dict[str, int] | None]) -> dict[str, int
     return dict(total)
 
 
-def run_batch_status(
-    run_id: str, providers: Mapping[str, ProviderConfig], names: Iterable[str]
-) -> dict[str, int]:
-    """Run `run_id`'s batch progress summed over the provider actors of `names`."""
+def _lane_calls(
+    method: str, run_id: str, providers: Mapping[str, ProviderConfig], names: Iterable[str]
+) -> list[ray.ObjectRef]:
+    """`method(run_id)` on the provider actors of `names` that exist (one that does not holds
+    no batch of the run)."""
     calls = []
     for name in names:
         try:
             actor = ray.get_actor(provider_actor_name(name, providers[name]), namespace=NAMESPACE)
-        except ValueError:  # no actor yet: no batch either
+        except ValueError:
             continue
-        calls.append(actor.batch_status.remote(run_id))
-    return sum_batch_status(ray.get(calls, timeout=5))
+        calls.append(getattr(actor, method).remote(run_id))
+    return calls
+
+
+def run_batch_status(
+    run_id: str, providers: Mapping[str, ProviderConfig], names: Iterable[str]
+) -> dict[str, int]:
+    """Run `run_id`'s batch progress summed over the provider actors of `names`."""
+    return sum_batch_status(
+        ray.get(_lane_calls("batch_status", run_id, providers, names), timeout=5)
+    )
 
 
 def cancel_run_batches(
     run_id: str, providers: Mapping[str, ProviderConfig], names: Iterable[str]
 ) -> None:
     """Cancel run `run_id`'s batches at the provider actors of `names`."""
-    calls = []
-    for name in names:
-        try:
-            actor = ray.get_actor(provider_actor_name(name, providers[name]), namespace=NAMESPACE)
-        except ValueError:  # no actor: it holds no batch
-            continue
-        calls.append(actor.cancel_run.remote(run_id))
-    ray.get(calls, timeout=30)
+    ray.get(_lane_calls("cancel_run", run_id, providers, names), timeout=30)
+
+
+def close_run_lanes(
+    run_id: str, providers: Mapping[str, ProviderConfig], names: Iterable[str]
+) -> None:
+    """Let the provider actors of `names` forget run `run_id`'s batch lanes (the actors outlive
+    the run); a batch still live stays in the ledger for a resume."""
+    ray.get(_lane_calls("close_run", run_id, providers, names), timeout=30)

@@ -679,6 +679,15 @@ class _Driver:
                 self.live.set_batches(batches)
                 self._batches_published = batches
 
+    def _release_batch_lanes(self) -> None:
+        """The shared provider actors outlive the run: let them forget its batch lanes (a
+        cancelled run's are gone already). A batch still live stays in the ledger, and a resume
+        reattaches to it."""
+        if not self._batching:
+            return
+        with contextlib.suppress(Exception):  # a lane left behind costs memory, not results
+            self.executor.close_batches(self.run_id, self.providers, self._batching)
+
     # -- results ---------------------------------------------------------------------------
     def _start_tracking(self, samples: int) -> None:
         if not self.options.tracking_uri:
@@ -793,6 +802,7 @@ class _Driver:
         scorer_names = [s.name or s.type for s in self.suite.spec.scorers]
         summary: dict[str, Any] = {}
         self._publish_batches()  # the batches' last counts, in the run's final status
+        self._release_batch_lanes()
         self._final_progress()  # the final count, before the summary and MLflow take their time
         try:
             self._open_deferred_tracking()

@@ -80,6 +80,10 @@ class Executor(Protocol):
         self, run_id: str, providers: dict[str, Any], names: Iterable[str]
     ) -> BatchProgress: ...
 
+    def close_batches(
+        self, run_id: str, providers: dict[str, Any], names: Iterable[str]
+    ) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -170,6 +174,12 @@ class RayExecutor:
         from evalcluster.actors.run import BatchProgress
 
         return BatchProgress.from_counts(run_batch_status(run_id, providers, names))
+
+    def close_batches(self, run_id: str, providers: dict[str, Any], names: Iterable[str]) -> None:
+        """Let the shared provider actors forget the run's batch lanes (the run has ended)."""
+        from evalcluster.actors.provider import close_run_lanes
+
+        close_run_lanes(run_id, providers, names)
 
     def close(self) -> None:
         pass

@@ -349,6 +349,9 @@ class LocalExecutor:
             return BatchProgress()
         return BatchProgress.from_counts(self.endpoints.batch_status(run_id, names))
 
+    def close_batches(self, run_id: str, providers: dict[str, Any], names: Iterable[str]) -> None:
+        """Nothing to do: this executor's endpoints, and their lanes, end with the run."""
+
     def close(self) -> None:
         for event in list(self._abandon.values()):
             event.set()

@@ -51,6 +51,31 @@ def _run(tmp_path, path, executor, run_id, store="store", **kw):
     return run_suite(prepare_suite(path), opts)
 
 
+def test_a_finished_runs_batch_lane_leaves_the_shared_provider_actor(local_ray, tmp_path, sim):
+    """The provider actor outlives the run (it is the cluster's): the run's lane must not stay
+    in it, one per run, for as long as the actor lives."""
+    from evalcluster.actors.provider import provider_actor_name
+    from evalcluster.cluster import NAMESPACE
+    from evalcluster.lazy_ray import ray
+
+    path = _suite(tmp_path, sim, mode="batch", batch=FAST_BATCH)
+    seen: list[int] = []
+
+    def watch(snapshot) -> None:  # the lane is there while the run batches
+        if snapshot.batches is not None:
+            seen.append(snapshot.batches.answered)
+
+    opts = RunOptions(
+        store=str(tmp_path / "store"), tracking_uri=None, executor="ray", run_id="lane"
+    )
+    result = run_suite(prepare_suite(path), opts, on_progress=watch)
+    assert result.status == "finished", result.message
+    assert seen and max(seen) == SAMPLES
+    config = load_suite(path).spec.providers["p"]
+    actor = ray.get_actor(provider_actor_name("p", config), namespace=NAMESPACE)
+    assert ray.get(actor.batch_status.remote("lane"), timeout=10) is None
+
+
 def test_batch_mode_answers_every_row_by_batch_at_half_price(executor, tmp_path, sim):
     path = _suite(tmp_path, sim, mode="batch", batch=FAST_BATCH)
     result = _run(tmp_path, path, executor, "batched")
