@@ -640,18 +640,13 @@ class _Driver:
         with contextlib.suppress(Exception):
             while True:
                 snapshot = self.executor.get(self.live.snapshot(), timeout=5)
-                if snapshot["done"] >= committed or time.monotonic() >= deadline:
+                if snapshot.done >= committed or time.monotonic() >= deadline:
                     break
                 time.sleep(0.1)
         if snapshot is None:
             return
-        done = max(snapshot["done"], committed)
         with contextlib.suppress(Exception):
-            # a RunSnapshot, or the dict form a stand-in registry may hand back
-            if isinstance(snapshot, RunSnapshot):
-                self.on_progress(snapshot.with_done(done))
-            else:
-                self.on_progress({**snapshot, "done": done})
+            self.on_progress(snapshot.with_done(max(snapshot.done, committed)))
 
     def _progress(self, *, force: bool = False) -> None:
         if self.on_progress is None and not self._batching:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from evalcluster.actors.run import BudgetSnapshot, RunSnapshot
 from evalcluster.jobs import driver, run_suite
 from evalcluster.jobs.driver import RunResult
 from evalcluster.jobs.options import RunOptions
@@ -102,7 +103,22 @@ def test_the_last_frame_shows_the_final_count_before_mlflow_is_written(monkeypat
     """A shard's last report reaches the registry after the driver has the shard's result:
     the last frame counts the committed rows, and comes before MLflow is written."""
     events: list[tuple] = []
-    lagging = {"done": 598, "total": 600, "cost_usd": 0.1, "errors": 0, "status": "running"}
+    lagging = RunSnapshot(
+        run_id="r1",
+        suite="s",
+        status="running",
+        message=None,
+        cancel_requested=False,
+        started_at=0.0,
+        finished_at=None,
+        done=598,
+        total=600,
+        errors=0,
+        cost_usd=0.1,
+        budget=BudgetSnapshot(limit_usd=None),
+        targets={},
+        version=1,
+    )
     monkeypatch.setattr(driver, "ray", SimpleNamespace(get=lambda ref, timeout=None: ref))
     monkeypatch.setattr(driver, "FINAL_PROGRESS_WAIT_S", 0.2, raising=False)
     monkeypatch.setattr(driver, "build_summary", lambda *a: events.append(("summary",)) or {})
@@ -119,8 +135,8 @@ def test_the_last_frame_shows_the_final_count_before_mlflow_is_written(monkeypat
         shards={"a": {i: shard for i in range(3)}, "b": {i: shard for i in range(3)}},
         mlflow_run_id="mlflow-1",
     )
-    d.live = SimpleNamespace(snapshot=lambda: dict(lagging))
-    d.on_progress = lambda snap: events.append(("progress", snap["done"]))
+    d.live = SimpleNamespace(snapshot=lambda: lagging)
+    d.on_progress = lambda snap: events.append(("progress", snap.done))
     d.phase = lambda name: events.append(("phase", name))
     d._set_status = lambda *a, **k: None
     d._last_progress = 0.0
